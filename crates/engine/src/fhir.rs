@@ -1,0 +1,962 @@
+//! FHIR R4 JSON in, `Record` out.
+//!
+//! Only the fields the rules use are read, with thin serde structs; everything else in a
+//! resource is skipped without being stored. Each resource is parsed on its own, so one
+//! malformed resource becomes an `InputIssue` (with its JSON path) and the rest of the record
+//! is still assessed. Only a document that is not a usable Bundle at all is an `InputError`.
+//!
+//! The same `RecordBuilder` serves the three front doors: a Bundle file (`parse_bundle`), a
+//! CDS Hooks prefetch, and the resources of one patient gathered from a Bulk FHIR export.
+
+use crate::date;
+use crate::record::*;
+use crate::units::decimal_from_f64;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+/// The input cannot be assessed at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct InputError {
+    pub location: String,
+    pub message: String,
+}
+
+impl InputError {
+    fn new(location: impl Into<String>, message: impl Into<String>) -> Self {
+        InputError {
+            location: location.into(),
+            message: message.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Wire types: the FHIR JSON shapes, lenient (everything optional, unknown fields skipped).
+// ---------------------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+struct WCoding {
+    system: Option<String>,
+    code: Option<String>,
+    display: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct WConcept {
+    coding: Option<Vec<WCoding>>,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WReference {
+    reference: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WPeriod {
+    start: Option<String>,
+    end: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WQuantity {
+    value: Option<f64>,
+    comparator: Option<String>,
+    unit: Option<String>,
+    system: Option<String>,
+    code: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WObservation {
+    id: Option<String>,
+    status: Option<String>,
+    code: Option<WConcept>,
+    subject: Option<WReference>,
+    effective_date_time: Option<String>,
+    effective_period: Option<WPeriod>,
+    effective_instant: Option<String>,
+    issued: Option<String>,
+    value_quantity: Option<WQuantity>,
+    value_codeable_concept: Option<WConcept>,
+    value_string: Option<String>,
+    value_boolean: Option<bool>,
+    value_integer: Option<i64>,
+    interpretation: Option<Vec<WConcept>>,
+    component: Option<Vec<WComponent>>,
+}
+
+/// The `value[x]` choice of an observation or component (serde `flatten` is avoided: it
+/// buffers every resource and ruins error messages).
+struct WValue {
+    value_quantity: Option<WQuantity>,
+    value_codeable_concept: Option<WConcept>,
+    value_string: Option<String>,
+    value_boolean: Option<bool>,
+    value_integer: Option<i64>,
+}
+
+macro_rules! take_value {
+    ($w:expr) => {
+        WValue {
+            value_quantity: $w.value_quantity,
+            value_codeable_concept: $w.value_codeable_concept,
+            value_string: $w.value_string,
+            value_boolean: $w.value_boolean,
+            value_integer: $w.value_integer,
+        }
+    };
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WComponent {
+    code: Option<WConcept>,
+    value_quantity: Option<WQuantity>,
+    value_codeable_concept: Option<WConcept>,
+    value_string: Option<String>,
+    value_boolean: Option<bool>,
+    value_integer: Option<i64>,
+    interpretation: Option<Vec<WConcept>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WCondition {
+    id: Option<String>,
+    clinical_status: Option<WConcept>,
+    verification_status: Option<WConcept>,
+    code: Option<WConcept>,
+    subject: Option<WReference>,
+    onset_date_time: Option<String>,
+    onset_period: Option<WPeriod>,
+    abatement_date_time: Option<String>,
+    abatement_period: Option<WPeriod>,
+    recorded_date: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WMedicationUse {
+    id: Option<String>,
+    status: Option<String>,
+    intent: Option<String>,
+    medication_codeable_concept: Option<WConcept>,
+    medication_reference: Option<WReference>,
+    subject: Option<WReference>,
+    authored_on: Option<String>,
+    effective_date_time: Option<String>,
+    effective_period: Option<WPeriod>,
+    when_handed_over: Option<String>,
+    date_asserted: Option<String>,
+    dosage_instruction: Option<Vec<WDosage>>,
+    dosage: Option<Vec<WDosage>>,
+    contained: Option<Vec<Box<RawValue>>>,
+}
+
+#[derive(Deserialize)]
+struct WDosage {
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WMedication {
+    id: Option<String>,
+    code: Option<WConcept>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WImmunization {
+    id: Option<String>,
+    status: Option<String>,
+    vaccine_code: Option<WConcept>,
+    patient: Option<WReference>,
+    occurrence_date_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WAllergy {
+    id: Option<String>,
+    clinical_status: Option<WConcept>,
+    verification_status: Option<WConcept>,
+    code: Option<WConcept>,
+    patient: Option<WReference>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WPatient {
+    id: Option<String>,
+    birth_date: Option<String>,
+    gender: Option<String>,
+    deceased_boolean: Option<bool>,
+    deceased_date_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WQuestionnaireResponse {
+    id: Option<String>,
+    status: Option<String>,
+    subject: Option<WReference>,
+    authored: Option<String>,
+    item: Option<Vec<WItem>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WItem {
+    link_id: Option<String>,
+    answer: Option<Vec<WAnswer>>,
+    item: Option<Vec<WItem>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WAnswer {
+    value_integer: Option<i64>,
+    value_decimal: Option<f64>,
+    item: Option<Vec<WItem>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WHead {
+    resource_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WBundle<'a> {
+    resource_type: Option<String>,
+    #[serde(borrow, default)]
+    entry: Option<Vec<WEntry<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WEntry<'a> {
+    full_url: Option<String>,
+    #[serde(borrow)]
+    resource: Option<&'a RawValue>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Conversion helpers
+// ---------------------------------------------------------------------------------------
+
+fn concept(w: Option<WConcept>) -> Concept {
+    let Some(w) = w else {
+        return Concept::default();
+    };
+    Concept {
+        codings: w
+            .coding
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| {
+                Some(Coding {
+                    system: c.system.unwrap_or_default(),
+                    code: c.code?,
+                    display: c.display,
+                })
+            })
+            .collect(),
+        text: w.text.filter(|t| !t.trim().is_empty()),
+    }
+}
+
+/// The single code of a status CodeableConcept (`clinicalStatus`), if any.
+fn status_code(w: Option<WConcept>) -> Option<String> {
+    w?.coding?.into_iter().find_map(|c| c.code)
+}
+
+/// Reads a date; an unreadable one is reported and treated as absent.
+fn read_date(
+    text: Option<&str>,
+    location: &str,
+    field: &str,
+    issues: &mut Vec<InputIssue>,
+) -> Option<chrono::NaiveDate> {
+    let text = text?;
+    match date::parse(text) {
+        Some((d, _)) => Some(d),
+        None => {
+            issues.push(InputIssue {
+                location: format!("{location}.{field}"),
+                message: format!("`{text}` is not a FHIR date"),
+            });
+            None
+        }
+    }
+}
+
+fn value_of(w: WValue, location: &str, issues: &mut Vec<InputIssue>) -> Option<Value> {
+    if let Some(q) = w.value_quantity {
+        let Some(v) = q.value else {
+            issues.push(InputIssue {
+                location: format!("{location}.valueQuantity"),
+                message: "quantity without a value".into(),
+            });
+            return None;
+        };
+        let Some(value) = decimal_from_f64(v) else {
+            issues.push(InputIssue {
+                location: format!("{location}.valueQuantity.value"),
+                message: format!("`{v}` is not a usable number"),
+            });
+            return None;
+        };
+        // The UCUM code counts as a unit code only when the system says UCUM (or is absent).
+        let code = match q.system.as_deref() {
+            None | Some("http://unitsofmeasure.org") => q.code,
+            Some(_) => None,
+        };
+        return Some(Value::Quantity {
+            value,
+            code,
+            unit: q.unit,
+            comparator: q.comparator,
+        });
+    }
+    if let Some(i) = w.value_integer {
+        return Some(Value::Quantity {
+            value: i.into(),
+            code: None,
+            unit: None,
+            comparator: None,
+        });
+    }
+    if let Some(c) = w.value_codeable_concept {
+        return Some(Value::Concept(concept(Some(c))));
+    }
+    if let Some(s) = w.value_string {
+        return Some(Value::Text(s));
+    }
+    w.value_boolean.map(Value::Boolean)
+}
+
+fn interpretation(w: Option<Vec<WConcept>>) -> Vec<Coding> {
+    w.unwrap_or_default()
+        .into_iter()
+        .flat_map(|c| concept(Some(c)).codings)
+        .collect()
+}
+
+/// Finds `"resourceType": "X"` when it is the first member, as FHIR servers write it; avoids a
+/// second parse of every resource just to learn its type.
+fn peek_resource_type(raw: &str) -> Option<&str> {
+    let rest = raw.trim_start().strip_prefix('{')?.trim_start();
+    let rest = rest.strip_prefix("\"resourceType\"")?.trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let end = rest.find('"')?;
+    let ty = &rest[..end];
+    (!ty.contains('\\')).then_some(ty)
+}
+
+/// Parses `raw` as `T`; on failure, parses again tracking the path so the message names it.
+fn parse_as<T: DeserializeOwned>(raw: &str, location: &str) -> Result<T, InputIssue> {
+    match serde_json::from_str::<T>(raw) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let mut de = serde_json::Deserializer::from_str(raw);
+            let message = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(e) if e.path().to_string() != "." => {
+                    format!("at `{}`: {}", e.path(), e.inner())
+                }
+                _ => first.to_string(),
+            };
+            Err(InputIssue {
+                location: location.to_string(),
+                message,
+            })
+        }
+    }
+}
+
+fn reference_name(ty: &str, id: Option<&str>, location: &str) -> String {
+    match id {
+        Some(id) => format!("{ty}/{id}"),
+        None => location.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The builder
+// ---------------------------------------------------------------------------------------
+
+/// Who a resource is about, as written in `subject` / `patient`.
+type Subject = Option<String>;
+
+/// Collects resources one at a time and builds the `Record` of one patient.
+#[derive(Default)]
+pub struct RecordBuilder {
+    patients: Vec<(PatientInfo, Option<String>)>,
+    observations: Vec<(Subject, Observation)>,
+    conditions: Vec<(Subject, Condition)>,
+    medications: Vec<(Subject, MedicationUse, Option<String>)>,
+    immunizations: Vec<(Subject, Immunization)>,
+    allergies: Vec<(Subject, Allergy)>,
+    answers: Vec<(Subject, Answer)>,
+    /// Medication resources by every name a reference may use (`Medication/1`, full URL, `#1`).
+    medication_resources: Vec<(Vec<String>, Concept)>,
+    issues: Vec<InputIssue>,
+    resource_count: usize,
+}
+
+impl RecordBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one resource given as JSON text. `location` says where it came from, for messages
+    /// (`entry[3].resource`, `prefetch.labs.entry[0]`, `Observation.ndjson:1234`).
+    /// `full_url` is the Bundle entry's fullUrl when there is one.
+    pub fn add_json(&mut self, raw: &str, location: &str, full_url: Option<&str>) {
+        self.resource_count += 1;
+        let ty = match peek_resource_type(raw) {
+            Some(t) => t.to_string(),
+            None => match parse_as::<WHead>(raw, location) {
+                Ok(WHead {
+                    resource_type: Some(t),
+                }) => t,
+                Ok(_) => {
+                    self.issue(location, "resource without `resourceType`");
+                    return;
+                }
+                Err(e) => {
+                    self.issues.push(e);
+                    return;
+                }
+            },
+        };
+        let result = match ty.as_str() {
+            "Patient" => self.add_patient(raw, location, full_url),
+            "Observation" => self.add_observation(raw, location),
+            "Condition" => self.add_condition(raw, location),
+            "MedicationRequest" => self.add_medication(raw, location, MedicationSource::Request),
+            "MedicationStatement" => {
+                self.add_medication(raw, location, MedicationSource::Statement)
+            }
+            "MedicationAdministration" => {
+                self.add_medication(raw, location, MedicationSource::Administration)
+            }
+            "MedicationDispense" => self.add_medication(raw, location, MedicationSource::Dispense),
+            "Medication" => self.add_medication_resource(raw, location, full_url),
+            "Immunization" => self.add_immunization(raw, location),
+            "AllergyIntolerance" => self.add_allergy(raw, location),
+            "QuestionnaireResponse" => self.add_questionnaire_response(raw, location),
+            "Bundle" => self.add_nested_bundle(raw, location),
+            // Every other resource type (Encounter, Claim, …) is not used by the rules.
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            self.issues.push(e);
+        }
+    }
+
+    fn issue(&mut self, location: &str, message: impl Into<String>) {
+        self.issues.push(InputIssue {
+            location: location.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// A searchset Bundle inside the input (a CDS Hooks prefetch value, or a batch response).
+    fn add_nested_bundle(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
+        self.resource_count -= 1;
+        let bundle: WBundle<'_> = serde_json::from_str(raw).map_err(|e| InputIssue {
+            location: location.to_string(),
+            message: e.to_string(),
+        })?;
+        for (i, entry) in bundle.entry.unwrap_or_default().iter().enumerate() {
+            if let Some(r) = entry.resource {
+                let loc = format!("{location}.entry[{i}].resource");
+                self.add_json(r.get(), &loc, entry.full_url.as_deref());
+            }
+        }
+        Ok(())
+    }
+
+    fn add_patient(
+        &mut self,
+        raw: &str,
+        location: &str,
+        full_url: Option<&str>,
+    ) -> Result<(), InputIssue> {
+        let w: WPatient = parse_as(raw, location)?;
+        let birth_date = read_date(w.birth_date.as_deref(), location, "birthDate", &mut self.issues);
+        let gender = w.gender.as_deref().map(|g| match g {
+            "female" => Gender::Female,
+            "male" => Gender::Male,
+            "other" => Gender::Other,
+            _ => Gender::Unknown,
+        });
+        let info = PatientInfo {
+            id: w.id,
+            birth_date,
+            gender,
+            deceased: w.deceased_boolean.unwrap_or(false) || w.deceased_date_time.is_some(),
+        };
+        self.patients.push((info, full_url.map(str::to_string)));
+        Ok(())
+    }
+
+    fn add_observation(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
+        let w: WObservation = parse_as(raw, location)?;
+        let reference = reference_name("Observation", w.id.as_deref(), location);
+        let date_text = w
+            .effective_date_time
+            .as_deref()
+            .or(w.effective_period.as_ref().and_then(|p| p.start.as_deref()))
+            .or(w.effective_instant.as_deref())
+            .or(w.issued.as_deref());
+        let date = read_date(date_text, &reference, "effective", &mut self.issues);
+        let subject = w.subject.and_then(|s| s.reference);
+        let value = value_of(take_value!(w), &reference, &mut self.issues);
+        let interp = interpretation(w.interpretation);
+        for (i, c) in w.component.unwrap_or_default().into_iter().enumerate() {
+            let cref = format!("{reference}#component[{i}]");
+            let cvalue = value_of(take_value!(c), &cref, &mut self.issues);
+            self.observations.push((
+                subject.clone(),
+                Observation {
+                    reference: cref,
+                    code: concept(c.code),
+                    status: w.status.clone(),
+                    date,
+                    value: cvalue,
+                    interpretation: interpretation(c.interpretation),
+                },
+            ));
+        }
+        self.observations.push((
+            subject,
+            Observation {
+                reference,
+                code: concept(w.code),
+                status: w.status,
+                date,
+                value,
+                interpretation: interp,
+            },
+        ));
+        Ok(())
+    }
+
+    fn add_condition(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
+        let w: WCondition = parse_as(raw, location)?;
+        let reference = reference_name("Condition", w.id.as_deref(), location);
+        let onset_text = w
+            .onset_date_time
+            .as_deref()
+            .or(w.onset_period.as_ref().and_then(|p| p.start.as_deref()));
+        let abatement_text = w.abatement_date_time.as_deref().or(w
+            .abatement_period
+            .as_ref()
+            .and_then(|p| p.end.as_deref().or(p.start.as_deref())));
+        let onset = read_date(onset_text, &reference, "onset", &mut self.issues);
+        let abatement = read_date(abatement_text, &reference, "abatement", &mut self.issues);
+        let recorded = read_date(
+            w.recorded_date.as_deref(),
+            &reference,
+            "recordedDate",
+            &mut self.issues,
+        );
+        self.conditions.push((
+            w.subject.and_then(|s| s.reference),
+            Condition {
+                reference,
+                code: concept(w.code),
+                clinical_status: status_code(w.clinical_status),
+                verification_status: status_code(w.verification_status),
+                onset,
+                abatement,
+                recorded,
+            },
+        ));
+        Ok(())
+    }
+
+    fn add_medication(
+        &mut self,
+        raw: &str,
+        location: &str,
+        source: MedicationSource,
+    ) -> Result<(), InputIssue> {
+        let w: WMedicationUse = parse_as(raw, location)?;
+        let ty = match source {
+            MedicationSource::Request => "MedicationRequest",
+            MedicationSource::Statement => "MedicationStatement",
+            MedicationSource::Administration => "MedicationAdministration",
+            MedicationSource::Dispense => "MedicationDispense",
+        };
+        let reference = reference_name(ty, w.id.as_deref(), location);
+        // Contained Medication resources are resolvable as `#id` from this resource only.
+        for c in w.contained.iter().flatten() {
+            if peek_resource_type(c.get()) == Some("Medication")
+                && let Ok(m) = serde_json::from_str::<WMedication>(c.get())
+                && let Some(id) = m.id
+            {
+                let names = vec![format!("{reference}#{id}")];
+                self.medication_resources.push((names, concept(m.code)));
+            }
+        }
+        let start_text = w
+            .authored_on
+            .as_deref()
+            .or(w.effective_date_time.as_deref())
+            .or(w.effective_period.as_ref().and_then(|p| p.start.as_deref()))
+            .or(w.when_handed_over.as_deref())
+            .or(w.date_asserted.as_deref());
+        let start = read_date(start_text, &reference, "authoredOn", &mut self.issues);
+        let end_text = w.effective_period.as_ref().and_then(|p| p.end.as_deref());
+        let end = read_date(end_text, &reference, "effectivePeriod.end", &mut self.issues);
+        let med_ref = w.medication_reference.and_then(|r| r.reference).map(|r| {
+            if r.starts_with('#') {
+                format!("{reference}{r}")
+            } else {
+                r
+            }
+        });
+        let dosage = w
+            .dosage_instruction
+            .or(w.dosage)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|d| d.text)
+            .next();
+        self.medications.push((
+            w.subject.and_then(|s| s.reference),
+            MedicationUse {
+                reference,
+                source,
+                medication: concept(w.medication_codeable_concept),
+                status: w.status,
+                intent: w.intent,
+                start,
+                end,
+                dosage,
+            },
+            med_ref,
+        ));
+        Ok(())
+    }
+
+    fn add_medication_resource(
+        &mut self,
+        raw: &str,
+        location: &str,
+        full_url: Option<&str>,
+    ) -> Result<(), InputIssue> {
+        let w: WMedication = parse_as(raw, location)?;
+        let mut names = vec![];
+        if let Some(id) = &w.id {
+            names.push(format!("Medication/{id}"));
+        }
+        if let Some(u) = full_url {
+            names.push(u.to_string());
+        }
+        self.medication_resources.push((names, concept(w.code)));
+        Ok(())
+    }
+
+    fn add_immunization(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
+        let w: WImmunization = parse_as(raw, location)?;
+        let reference = reference_name("Immunization", w.id.as_deref(), location);
+        let date = read_date(
+            w.occurrence_date_time.as_deref(),
+            &reference,
+            "occurrenceDateTime",
+            &mut self.issues,
+        );
+        self.immunizations.push((
+            w.patient.and_then(|p| p.reference),
+            Immunization {
+                reference,
+                vaccine: concept(w.vaccine_code),
+                status: w.status,
+                date,
+            },
+        ));
+        Ok(())
+    }
+
+    fn add_allergy(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
+        let w: WAllergy = parse_as(raw, location)?;
+        let reference = reference_name("AllergyIntolerance", w.id.as_deref(), location);
+        self.allergies.push((
+            w.patient.and_then(|p| p.reference),
+            Allergy {
+                reference,
+                code: concept(w.code),
+                clinical_status: status_code(w.clinical_status),
+                verification_status: status_code(w.verification_status),
+            },
+        ));
+        Ok(())
+    }
+
+    fn add_questionnaire_response(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
+        let w: WQuestionnaireResponse = parse_as(raw, location)?;
+        if matches!(w.status.as_deref(), Some("entered-in-error" | "stopped")) {
+            return Ok(());
+        }
+        let reference = reference_name("QuestionnaireResponse", w.id.as_deref(), location);
+        let date = read_date(w.authored.as_deref(), &reference, "authored", &mut self.issues);
+        let subject = w.subject.and_then(|s| s.reference);
+        let mut stack: Vec<WItem> = w.item.unwrap_or_default();
+        while let Some(item) = stack.pop() {
+            stack.extend(item.item.unwrap_or_default());
+            for a in item.answer.unwrap_or_default() {
+                stack.extend(a.item.unwrap_or_default());
+                let value = a
+                    .value_integer
+                    .map(rust_decimal::Decimal::from)
+                    .or_else(|| a.value_decimal.and_then(decimal_from_f64));
+                if let (Some(link_id), Some(value)) = (item.link_id.clone(), value) {
+                    self.answers.push((
+                        subject.clone(),
+                        Answer {
+                            reference: reference.clone(),
+                            link_id,
+                            value,
+                            date,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the record of the one patient in the input. Resources about someone else are
+    /// dropped and reported.
+    pub fn finish(mut self) -> Result<Record, InputError> {
+        let (patient, patient_url) = match self.patients.len() {
+            0 => (PatientInfo::default(), None),
+            1 => self.patients.remove(0),
+            n => {
+                let distinct: std::collections::BTreeSet<_> =
+                    self.patients.iter().map(|p| p.0.id.clone()).collect();
+                if distinct.len() > 1 {
+                    return Err(InputError::new(
+                        "Bundle",
+                        format!(
+                            "the input holds {n} Patient resources; JAKGuard assesses one patient at a time"
+                        ),
+                    ));
+                }
+                self.patients.remove(0)
+            }
+        };
+        let is_this_patient = |subject: &Subject| -> bool {
+            let Some(s) = subject else { return true };
+            if patient_url.as_deref() == Some(s.as_str()) {
+                return true;
+            }
+            match &patient.id {
+                Some(id) => {
+                    s == id
+                        || s.strip_suffix(id.as_str())
+                            .is_some_and(|p| p.ends_with("Patient/"))
+                        || s.ends_with(&format!("urn:uuid:{id}"))
+                }
+                // Without a Patient resource the subject cannot be checked: keep everything.
+                None => true,
+            }
+        };
+        let mut issues = std::mem::take(&mut self.issues);
+        let mut keep = |subject: &Subject, reference: &str| -> bool {
+            let ok = is_this_patient(subject);
+            if !ok {
+                issues.push(InputIssue {
+                    location: reference.to_string(),
+                    message: format!(
+                        "is about `{}`, not the patient assessed; ignored",
+                        subject.as_deref().unwrap_or("")
+                    ),
+                });
+            }
+            ok
+        };
+        let observations = self
+            .observations
+            .into_iter()
+            .filter(|(s, o)| keep(s, &o.reference))
+            .map(|x| x.1)
+            .collect();
+        let conditions = self
+            .conditions
+            .into_iter()
+            .filter(|(s, c)| keep(s, &c.reference))
+            .map(|x| x.1)
+            .collect();
+        let immunizations = self
+            .immunizations
+            .into_iter()
+            .filter(|(s, c)| keep(s, &c.reference))
+            .map(|x| x.1)
+            .collect();
+        let allergies = self
+            .allergies
+            .into_iter()
+            .filter(|(s, c)| keep(s, &c.reference))
+            .map(|x| x.1)
+            .collect();
+        let answers = self
+            .answers
+            .into_iter()
+            .filter(|(s, c)| keep(s, &c.reference))
+            .map(|x| x.1)
+            .collect();
+        let mut medications = vec![];
+        let mut unresolved = vec![];
+        for (subject, mut m, med_ref) in self.medications {
+            if !keep(&subject, &m.reference) {
+                continue;
+            }
+            if let Some(r) = med_ref {
+                match self
+                    .medication_resources
+                    .iter()
+                    .find(|(names, _)| names.iter().any(|n| *n == r))
+                {
+                    Some((_, c)) => m.medication = c.clone(),
+                    None if m.medication.codings.is_empty() && m.medication.text.is_none() => {
+                        unresolved.push(InputIssue {
+                            location: m.reference.clone(),
+                            message: format!(
+                                "medicationReference `{r}` is not in the input; the medication is unknown"
+                            ),
+                        });
+                    }
+                    None => {}
+                }
+            }
+            medications.push(m);
+        }
+        issues.extend(unresolved);
+        Ok(Record {
+            patient,
+            observations,
+            conditions,
+            medications,
+            immunizations,
+            allergies,
+            answers,
+            issues,
+            resource_count: self.resource_count,
+        })
+    }
+}
+
+/// Parses a FHIR R4 Bundle (any type: collection, searchset, transaction…) into a record.
+pub fn parse_bundle(text: &str) -> Result<Record, InputError> {
+    let bundle: WBundle<'_> = match serde_json::from_str(text) {
+        Ok(b) => b,
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return Err(InputError::new(
+                format!("line {} column {}", e.line(), e.column()),
+                "not valid JSON",
+            ));
+        }
+        Err(e) => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let path = match serde_path_to_error::deserialize::<_, WBundle<'_>>(&mut de) {
+                Err(pe) => pe.path().to_string(),
+                Ok(_) => ".".to_string(),
+            };
+            let message = e.to_string();
+            let message = message.split(" at line").next().unwrap_or(&message).to_string();
+            return Err(InputError::new(
+                format!("`{path}`"),
+                format!("not a FHIR Bundle: {message}"),
+            ));
+        }
+    };
+    match bundle.resource_type.as_deref() {
+        Some("Bundle") => {}
+        Some(other) => {
+            return Err(InputError::new(
+                "`resourceType`",
+                format!("expected a FHIR Bundle, found a `{other}` resource"),
+            ));
+        }
+        None => {
+            return Err(InputError::new(
+                "`resourceType`",
+                "missing: the input is not a FHIR resource",
+            ));
+        }
+    }
+    let mut builder = RecordBuilder::new();
+    for (i, entry) in bundle.entry.unwrap_or_default().iter().enumerate() {
+        let location = format!("entry[{i}].resource");
+        match entry.resource {
+            Some(r) => builder.add_json(r.get(), &location, entry.full_url.as_deref()),
+            None => builder.issue(&format!("entry[{i}]"), "entry without a resource"),
+        }
+    }
+    let record = builder.finish()?;
+    if record.patient.id.is_none() && record.patient.birth_date.is_none() {
+        return Err(InputError::new(
+            "Bundle",
+            "no Patient resource: JAKGuard needs the patient (age, sex) to assess",
+        ));
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peeks_the_type_only_when_it_comes_first() {
+        assert_eq!(
+            peek_resource_type(r#" { "resourceType" : "Claim", "id": "1"}"#),
+            Some("Claim")
+        );
+        assert_eq!(peek_resource_type(r#"{"id": "1", "resourceType": "Claim"}"#), None);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_bundle() {
+        let e = parse_bundle(r#"{"resourceType": "Patient", "id": "x"}"#).unwrap_err();
+        assert!(e.message.contains("`Patient`"), "{e}");
+        let e = parse_bundle("{ nope").unwrap_err();
+        assert!(e.message.contains("not valid JSON"), "{e}");
+        let e = parse_bundle("[1,2]").unwrap_err();
+        assert!(e.message.contains("not a FHIR Bundle"), "{e}");
+        let e = parse_bundle(r#"{"resourceType": "Bundle", "entry": 7}"#).unwrap_err();
+        assert!(e.location.contains("entry"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_resource_is_an_issue_with_its_path_and_the_rest_survives() {
+        let text = r#"{"resourceType":"Bundle","entry":[
+          {"resource":{"resourceType":"Patient","id":"p","birthDate":"1970-01-01","gender":"male"}},
+          {"resource":{"resourceType":"Observation","id":"bad","valueQuantity":{"value":"high"}}},
+          {"resource":{"resourceType":"Observation","id":"good","code":{"text":"x"},"subject":{"reference":"Patient/p"}}},
+          {"resource":{"resourceType":"Observation","id":"other","subject":{"reference":"Patient/q"}}}
+        ]}"#;
+        let r = parse_bundle(text).expect("usable bundle");
+        assert_eq!(r.observations.len(), 1);
+        assert_eq!(r.observations[0].reference, "Observation/good");
+        assert!(
+            r.issues
+                .iter()
+                .any(|i| i.location == "entry[1].resource" && i.message.contains("valueQuantity.value")),
+            "{:?}",
+            r.issues
+        );
+        assert!(r.issues.iter().any(|i| i.location == "Observation/other"));
+    }
+}

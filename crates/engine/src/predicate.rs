@@ -1,0 +1,420 @@
+//! Three-valued evaluation of rule conditions: true, false, or unknown because data is
+//! missing or too old.
+//!
+//! "Missing is not normal": a lab that is absent or older than the rule's window makes the
+//! condition unknown and names what to order; only `all`/`any`/`not` can decide around an
+//! unknown (Kleene logic: `any(true, unknown)` is true, `all(false, unknown)` is false).
+//! Coded entries that are absent (no Condition in the value set, no such medication) are
+//! false: the problem and medication lists are the record of what the patient has.
+
+use crate::codes::MatchKind;
+use crate::facts::{Facts, LabResult, LabValue};
+use crate::kb::{ConditionStatus, LabId, MedicationStatus, Pred, Sex};
+use crate::record::Gender;
+use chrono::NaiveDate;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    True,
+    False,
+    Unknown,
+}
+
+/// One piece of the record behind a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    /// `Observation/123`, or how a value was derived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<NaiveDate>,
+    /// `text` when the entry was recognised only by name (lower confidence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_by: Option<MatchKind>,
+}
+
+/// Something a rule needs that the record does not give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    /// Stable key, used to merge the needs of several rules (`lab:anc`, `birth-date`).
+    pub key: String,
+    pub what: String,
+    pub order: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub truth: Truth,
+    pub evidence: Vec<Evidence>,
+    pub missing: Vec<Missing>,
+}
+
+impl Outcome {
+    fn t(evidence: Vec<Evidence>) -> Self {
+        Outcome { truth: Truth::True, evidence, missing: vec![] }
+    }
+    fn f() -> Self {
+        Outcome { truth: Truth::False, evidence: vec![], missing: vec![] }
+    }
+    fn unknown(missing: Missing) -> Self {
+        Outcome { truth: Truth::Unknown, evidence: vec![], missing: vec![missing] }
+    }
+}
+
+/// What the evaluation of one drug adds to the facts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DrugContext {
+    /// When the current course started (on treatment), for baselines.
+    pub treatment_start: Option<NaiveDate>,
+}
+
+pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
+    match p {
+        Pred::All(list) => {
+            let outs: Vec<Outcome> = list.iter().map(|x| eval(x, f, ctx)).collect();
+            if outs.iter().any(|o| o.truth == Truth::False) {
+                return Outcome::f();
+            }
+            merge(outs, |o| o.truth == Truth::True || o.truth == Truth::Unknown)
+        }
+        Pred::Any(list) => {
+            let outs: Vec<Outcome> = list.iter().map(|x| eval(x, f, ctx)).collect();
+            if outs.iter().any(|o| o.truth == Truth::True) {
+                let evidence = outs.into_iter().filter(|o| o.truth == Truth::True).flat_map(|o| o.evidence).collect();
+                return Outcome::t(evidence);
+            }
+            merge(outs, |o| o.truth == Truth::Unknown)
+        }
+        Pred::Not(inner) => {
+            let o = eval(inner, f, ctx);
+            match o.truth {
+                Truth::True => Outcome::f(),
+                Truth::False => Outcome::t(vec![Evidence {
+                    resource: None,
+                    text: format!("none recorded: {}", describe(inner, f)),
+                    value: None,
+                    unit: None,
+                    date: None,
+                    matched_by: None,
+                }]),
+                Truth::Unknown => o,
+            }
+        }
+        Pred::Lab { lab, cmp, threshold, within_days, consecutive } => {
+            let results = &f.labs[*lab];
+            let window = fresh(f, results, *within_days);
+            let Some(latest) = window.first() else {
+                return Outcome::unknown(missing_lab(f, *lab, results, *within_days));
+            };
+            let needed = *consecutive as usize;
+            let considered: Vec<&LabResult> = window.iter().take(needed).copied().collect();
+            let meets = |r: &LabResult| matches!(r.value, LabValue::Quantity(v) if cmp.holds(v, *threshold));
+            if !considered.iter().all(|r| meets(r)) {
+                return Outcome::f();
+            }
+            if considered.len() < needed {
+                let def = &f.kb.labs[*lab];
+                return Outcome::unknown(Missing {
+                    key: format!("lab:{}", def.id),
+                    what: def.name.clone(),
+                    order: format!("Repeat {}", def.order),
+                    reason: format!("a single result ({} on {}) needs confirmation by repeat testing", latest.original, latest.date),
+                });
+            }
+            Outcome::t(considered.iter().map(|r| lab_evidence(f, *lab, r)).collect())
+        }
+        Pred::LabDrop { lab, more_than, within_days } => {
+            let results = &f.labs[*lab];
+            let window = fresh(f, results, *within_days);
+            let Some(latest) = window.first() else {
+                return Outcome::unknown(missing_lab(f, *lab, results, *within_days));
+            };
+            let def = &f.kb.labs[*lab];
+            let baseline = ctx.treatment_start.and_then(|s| results.iter().find(|r| r.date <= s && !r.computed));
+            let Some(baseline) = baseline else {
+                return Outcome::unknown(Missing {
+                    key: format!("baseline:{}", def.id),
+                    what: format!("baseline {}", def.name),
+                    order: format!("Record the pre-treatment {}", def.name),
+                    reason: "no result on or before the treatment start to compare with".into(),
+                });
+            };
+            match (&baseline.value, &latest.value) {
+                (LabValue::Quantity(b), LabValue::Quantity(l)) if *b - *l > *more_than => {
+                    Outcome::t(vec![lab_evidence(f, *lab, baseline), lab_evidence(f, *lab, latest)])
+                }
+                _ => Outcome::f(),
+            }
+        }
+        Pred::Result { lab, answers, within_days, absent_is_false } => {
+            let results = &f.labs[*lab];
+            let window = fresh(f, results, *within_days);
+            let Some(latest) = window.first() else {
+                if *absent_is_false {
+                    return Outcome::f();
+                }
+                return Outcome::unknown(missing_lab(f, *lab, results, *within_days));
+            };
+            match &latest.value {
+                LabValue::Coded { answers: a, .. } if a.contains(answers) => Outcome::t(vec![lab_evidence(f, *lab, latest)]),
+                _ => Outcome::f(),
+            }
+        }
+        Pred::Condition { valueset, status, within_days } => {
+            let mut ev = vec![];
+            for m in f.conditions.iter().filter(|m| m.valuesets.contains(valueset)) {
+                let c = &f.record.conditions[m.index];
+                if !c.counts() {
+                    continue;
+                }
+                if *status == ConditionStatus::Active && !c.is_active() {
+                    continue;
+                }
+                let date = c.onset.or(c.recorded);
+                if let Some(days) = within_days {
+                    let recent = match date {
+                        Some(d) => d <= f.as_of && (f.as_of - d).num_days() <= i64::from(*days),
+                        None => c.is_active(),
+                    };
+                    if !recent {
+                        continue;
+                    }
+                }
+                let state = c.clinical_status.clone().unwrap_or_else(|| "no status".into());
+                ev.push(Evidence {
+                    resource: Some(c.reference.clone()),
+                    text: format!("{} ({state})", c.code.label()),
+                    value: None,
+                    unit: None,
+                    date,
+                    matched_by: Some(m.by),
+                });
+            }
+            if ev.is_empty() { Outcome::f() } else { Outcome::t(ev) }
+        }
+        Pred::Medication { valueset, status } => {
+            let mut ev = vec![];
+            for m in f.medications.iter().filter(|m| m.valuesets.contains(valueset)) {
+                let med = &f.record.medications[m.index];
+                let ok = match status {
+                    MedicationStatus::Active => med.is_active(),
+                    MedicationStatus::Ever => med.ever(),
+                };
+                if !ok {
+                    continue;
+                }
+                let state = med.status.clone().unwrap_or_else(|| "no status".into());
+                ev.push(Evidence {
+                    resource: Some(med.reference.clone()),
+                    text: format!("{} ({state})", med.medication.label()),
+                    value: med.dosage.clone(),
+                    unit: None,
+                    date: med.start,
+                    matched_by: Some(m.by),
+                });
+            }
+            if ev.is_empty() { Outcome::f() } else { Outcome::t(ev) }
+        }
+        Pred::Immunization { valueset, within_days } => {
+            let mut ev = vec![];
+            let mut undated = None;
+            for m in f.immunizations.iter().filter(|m| m.valuesets.contains(valueset)) {
+                let imm = &f.record.immunizations[m.index];
+                if matches!(imm.status.as_deref(), Some("not-done" | "entered-in-error")) {
+                    continue;
+                }
+                if let Some(days) = within_days {
+                    match imm.date {
+                        Some(d) if d <= f.as_of && (f.as_of - d).num_days() <= i64::from(*days) => {}
+                        Some(_) => continue,
+                        None => {
+                            undated = Some(imm);
+                            continue;
+                        }
+                    }
+                }
+                ev.push(Evidence {
+                    resource: Some(imm.reference.clone()),
+                    text: imm.vaccine.label(),
+                    value: None,
+                    unit: None,
+                    date: imm.date,
+                    matched_by: Some(m.by),
+                });
+            }
+            match (ev.is_empty(), undated) {
+                (false, _) => Outcome::t(ev),
+                (true, Some(imm)) => Outcome::unknown(Missing {
+                    key: format!("date:{}", imm.reference),
+                    what: format!("date of {}", imm.vaccine.label()),
+                    order: "Record when the vaccine was given".into(),
+                    reason: format!("{} has no date", imm.reference),
+                }),
+                (true, None) => Outcome::f(),
+            }
+        }
+        Pred::Allergy { valueset } => {
+            let mut ev = vec![];
+            for m in f.allergies.iter().filter(|m| m.valuesets.contains(valueset)) {
+                let a = &f.record.allergies[m.index];
+                if matches!(a.clinical_status.as_deref(), Some("inactive" | "resolved"))
+                    || matches!(a.verification_status.as_deref(), Some("refuted" | "entered-in-error"))
+                {
+                    continue;
+                }
+                ev.push(Evidence {
+                    resource: Some(a.reference.clone()),
+                    text: format!("allergy or intolerance: {}", a.code.label()),
+                    value: None,
+                    unit: None,
+                    date: None,
+                    matched_by: Some(m.by),
+                });
+            }
+            if ev.is_empty() { Outcome::f() } else { Outcome::t(ev) }
+        }
+        Pred::Age { at_least, below } => {
+            let Some(age) = f.age else {
+                return Outcome::unknown(Missing {
+                    key: "birth-date".into(),
+                    what: "date of birth".into(),
+                    order: "Record the patient's date of birth".into(),
+                    reason: "no usable birth date".into(),
+                });
+            };
+            let ok = at_least.is_none_or(|a| age >= a as i32) && below.is_none_or(|b| age < b as i32);
+            if ok {
+                Outcome::t(vec![Evidence {
+                    resource: f.record.patient.id.as_ref().map(|id| format!("Patient/{id}")),
+                    text: format!("age {age}"),
+                    value: Some(age.to_string()),
+                    unit: Some("years".into()),
+                    date: f.record.patient.birth_date,
+                    matched_by: None,
+                }])
+            } else {
+                Outcome::f()
+            }
+        }
+        Pred::Sex(sex) => {
+            let g = match f.record.patient.gender {
+                Some(Gender::Female) => Sex::Female,
+                Some(Gender::Male) => Sex::Male,
+                _ => {
+                    return Outcome::unknown(Missing {
+                        key: "sex".into(),
+                        what: "sex".into(),
+                        order: "Record the patient's sex (needed for pregnancy and renal rules)".into(),
+                        reason: "Patient.gender is missing, other or unknown".into(),
+                    });
+                }
+            };
+            if g == *sex {
+                Outcome::t(vec![Evidence {
+                    resource: f.record.patient.id.as_ref().map(|id| format!("Patient/{id}")),
+                    text: format!("sex {}", if g == Sex::Female { "female" } else { "male" }),
+                    value: None,
+                    unit: None,
+                    date: None,
+                    matched_by: None,
+                }])
+            } else {
+                Outcome::f()
+            }
+        }
+    }
+}
+
+/// Results no older than `days`, latest first.
+fn fresh<'r>(f: &Facts<'_>, results: &'r [LabResult], days: u32) -> Vec<&'r LabResult> {
+    results
+        .iter()
+        .filter(|r| (f.as_of - r.date).num_days() <= i64::from(days))
+        .collect()
+}
+
+fn missing_lab(f: &Facts<'_>, lab: LabId, results: &[LabResult], days: u32) -> Missing {
+    let def = &f.kb.labs[lab];
+    let reason = match results.first() {
+        Some(r) => format!("the latest result ({} on {}) is older than {days} days", r.original, r.date),
+        None => "no result in the record".into(),
+    };
+    Missing { key: format!("lab:{}", def.id), what: def.name.clone(), order: def.order.clone(), reason }
+}
+
+fn lab_evidence(f: &Facts<'_>, lab: LabId, r: &LabResult) -> Evidence {
+    let def = &f.kb.labs[lab];
+    let (value, unit) = match &r.value {
+        LabValue::Quantity(v) => {
+            let unit = def.quantity.map(|q| f.kb.units.quantity(q).canonical.clone());
+            (Some(v.normalize().to_string()), unit)
+        }
+        LabValue::Coded { label, .. } => (Some(label.clone()), None),
+    };
+    let text = if r.computed || matches!(r.value, LabValue::Coded { .. }) {
+        def.name.clone()
+    } else {
+        format!("{} (reported as {})", def.name, r.original)
+    };
+    Evidence { resource: Some(r.reference.clone()), text, value, unit, date: Some(r.date), matched_by: None }
+}
+
+fn merge(outs: Vec<Outcome>, keep: impl Fn(&Outcome) -> bool) -> Outcome {
+    let unknown = outs.iter().any(|o| o.truth == Truth::Unknown);
+    let all_true = outs.iter().all(|o| o.truth == Truth::True);
+    let mut evidence = vec![];
+    let mut missing: Vec<Missing> = vec![];
+    for o in outs.into_iter().filter(|o| keep(o)) {
+        evidence.extend(o.evidence);
+        for m in o.missing {
+            if !missing.iter().any(|x| x.key == m.key) {
+                missing.push(m);
+            }
+        }
+    }
+    let truth = if unknown {
+        Truth::Unknown
+    } else if all_true {
+        Truth::True
+    } else {
+        Truth::False
+    };
+    if truth == Truth::Unknown {
+        evidence.clear();
+    }
+    Outcome { truth, evidence, missing }
+}
+
+/// A short description of a condition, for "none recorded: …" evidence.
+pub fn describe(p: &Pred, f: &Facts<'_>) -> String {
+    let kb = f.kb;
+    match p {
+        Pred::All(l) => l.iter().map(|x| describe(x, f)).collect::<Vec<_>>().join(" and "),
+        Pred::Any(l) => l.iter().map(|x| describe(x, f)).collect::<Vec<_>>().join(" or "),
+        Pred::Not(x) => format!("not ({})", describe(x, f)),
+        Pred::Lab { lab, cmp, threshold, .. } => {
+            let def = &kb.labs[*lab];
+            let unit = def.quantity.map(|q| kb.units.quantity(q).canonical.as_str()).unwrap_or("");
+            format!("{} {} {} {unit}", def.name, cmp.symbol(), threshold.normalize())
+        }
+        Pred::LabDrop { lab, more_than, .. } => format!("{} fall > {}", kb.labs[*lab].name, more_than.normalize()),
+        Pred::Result { lab, answers, .. } => format!("{} {}", kb.labs[*lab].name, kb.valueset(*answers).title.to_lowercase()),
+        Pred::Condition { valueset, .. } | Pred::Medication { valueset, .. } | Pred::Immunization { valueset, .. } | Pred::Allergy { valueset } => {
+            kb.valueset(*valueset).title.clone()
+        }
+        Pred::Age { at_least, below } => match (at_least, below) {
+            (Some(a), Some(b)) => format!("age {a} to {}", b - 1),
+            (Some(a), None) => format!("age ≥ {a}"),
+            (None, Some(b)) => format!("age < {b}"),
+            _ => "age".into(),
+        },
+        Pred::Sex(s) => format!("sex {s:?}").to_lowercase(),
+    }
+}

@@ -1,0 +1,197 @@
+//! The assessment report: the JSON contract other tools depend on.
+//!
+//! `docs/assessment.schema.json` documents this shape; a test validates real output against
+//! it. Field names are the contract: add fields freely, never rename or remove one.
+
+use crate::codes::MatchKind;
+use crate::kb::{Category, Decision, Phase, Severity};
+use crate::predicate::Evidence;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub as_of: NaiveDate,
+    pub knowledge: KnowledgeInfo,
+    pub patient: PatientSummary,
+    pub assessments: Vec<Assessment>,
+    pub screening: Vec<ScreeningEntry>,
+    pub monitoring: Vec<MonitoringEntry>,
+    pub scores: Vec<ScoreResult>,
+    /// Parts of the input that could not be used (they also appear as data-quality findings).
+    pub errors: Vec<InputProblem>,
+    pub disclaimer: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KnowledgeInfo {
+    pub version: String,
+    pub title: String,
+    pub jurisdiction: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PatientSummary {
+    pub id: Option<String>,
+    pub age: Option<i32>,
+    /// `female`, `male`, `other`, `unknown`, or null when not recorded.
+    pub sex: Option<&'static str>,
+    pub birth_date: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Assessment {
+    pub drug: String,
+    pub brands: Vec<String>,
+    /// `start` (not on this drug yet) or `on-treatment`.
+    pub phase: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub treatment_start: Option<NaiveDate>,
+    pub decision: Decision,
+    pub dose: Option<DoseAdvice>,
+    pub findings: Vec<Finding>,
+    /// True when any finding rests on knowledge marked unverified.
+    pub uses_unverified_knowledge: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DoseAdvice {
+    #[serde(with = "rust_decimal::serde::float")]
+    pub mg: Decimal,
+    pub times_per_day: u32,
+    pub product: String,
+    pub text: String,
+    /// The rules that set this dose (empty for the usual dose).
+    pub basis: Vec<String>,
+    /// True while data is still needed: the dose may change once it arrives.
+    pub provisional: bool,
+    pub citations: Vec<CitationOut>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub rule: String,
+    pub title: String,
+    pub category: Category,
+    pub severity: Severity,
+    /// What this finding alone would make of the decision.
+    pub decision: Decision,
+    pub summary: String,
+    pub action: String,
+    pub citations: Vec<CitationOut>,
+    pub evidence: Vec<Evidence>,
+    /// False when the knowledge behind it could not be checked against the label: the
+    /// conservative reading was encoded.
+    pub verified: bool,
+    /// For data-needed findings: the rules that could not be evaluated.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needed_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CitationOut {
+    pub id: String,
+    pub source: String,
+    pub section: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub verified: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScreeningStatus {
+    DoneNormal,
+    Abnormal,
+    Missing,
+    TooOld,
+    NotApplicable,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScreeningEntry {
+    pub id: String,
+    pub title: String,
+    pub status: ScreeningStatus,
+    pub detail: String,
+    pub evidence: Vec<Evidence>,
+    /// Drugs for which a rule found this item abnormal.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub abnormal_for: Vec<String>,
+    pub action: String,
+    pub citations: Vec<CitationOut>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MonitoringStatus {
+    /// Not started yet: the plan from the start date.
+    Planned,
+    UpToDate,
+    DueSoon,
+    Overdue,
+    /// A one-off check already done; later checks follow routine care.
+    Done,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitoringEntry {
+    pub drug: String,
+    pub id: String,
+    pub title: String,
+    pub labs: Vec<String>,
+    pub status: MonitoringStatus,
+    /// The next check: due between these dates.
+    pub due_from: Option<NaiveDate>,
+    pub due_by: Option<NaiveDate>,
+    /// The plan from the start date (first check, then the repeats in the first year).
+    pub schedule: Vec<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_done: Option<NaiveDate>,
+    pub verified: bool,
+    pub citations: Vec<CitationOut>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreInput {
+    pub name: String,
+    #[serde(with = "rust_decimal::serde::float")]
+    pub value: Decimal,
+    pub source: String,
+    pub date: NaiveDate,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreResult {
+    pub id: String,
+    pub name: String,
+    #[serde(with = "rust_decimal::serde::float")]
+    pub value: Decimal,
+    pub state: Option<String>,
+    pub date: NaiveDate,
+    pub inputs: Vec<ScoreInput>,
+    pub citations: Vec<CitationOut>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InputProblem {
+    pub kind: String,
+    pub location: String,
+    pub message: String,
+}
+
+pub fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::OnTreatment => "on-treatment",
+        _ => "start",
+    }
+}
+
+/// For text output: how a finding was matched.
+pub fn match_note(m: Option<MatchKind>) -> &'static str {
+    match m {
+        Some(MatchKind::Text) => " [matched by name only]",
+        _ => "",
+    }
+}
