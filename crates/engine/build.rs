@@ -5,13 +5,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 fn collect(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
             collect(&p, root, out);
         } else if p.extension().is_some_and(|x| x == "toml") {
-            let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .replace('\\', "/");
             out.push((rel, p));
         }
     }
@@ -28,10 +34,14 @@ fn main() {
     }
     let mut code = String::from("pub const FILES: &[(&str, &str)] = &[\n");
     for (rel, p) in &files {
-        code.push_str(&format!("    ({rel:?}, include_str!({:?})),\n", p.display().to_string()));
+        code.push_str(&format!(
+            "    ({rel:?}, include_str!({:?})),\n",
+            p.display().to_string()
+        ));
     }
     code.push_str("];\n");
-    let out = Path::new(&std::env::var("OUT_DIR").unwrap_or_default()).join("embedded_knowledge.rs");
+    let out =
+        Path::new(&std::env::var("OUT_DIR").unwrap_or_default()).join("embedded_knowledge.rs");
     if let Err(e) = fs::write(&out, code) {
         println!("cargo:warning=cannot write {}: {e}", out.display());
         std::process::exit(1);

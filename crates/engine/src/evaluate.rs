@@ -78,6 +78,7 @@ pub fn citations(kb: &Knowledge, ids: &[usize]) -> Vec<CitationOut> {
         }
         out.push(CitationOut {
             id: c.id.clone(),
+            short: c.short.clone(),
             source: c.source.clone(),
             section: c.section.clone(),
             url: c.url.clone(),
@@ -88,7 +89,11 @@ pub fn citations(kb: &Knowledge, ids: &[usize]) -> Vec<CitationOut> {
 }
 
 /// Returns the assessment (not yet finished), the rules that fired and the treatment start.
-fn assess_drug(kb: &Knowledge, facts: &Facts<'_>, d: DrugId) -> (Assessment, Vec<usize>, Option<NaiveDate>) {
+fn assess_drug(
+    kb: &Knowledge,
+    facts: &Facts<'_>,
+    d: DrugId,
+) -> (Assessment, Vec<usize>, Option<NaiveDate>) {
     let drug = &kb.drugs[d];
     // On treatment: an active use of this drug that is not itself the order being written.
     let current: Vec<_> = facts
@@ -98,7 +103,11 @@ fn assess_drug(kb: &Knowledge, facts: &Facts<'_>, d: DrugId) -> (Assessment, Vec
         .map(|m| &facts.record.medications[m.index])
         .filter(|m| m.is_active() && !m.is_draft())
         .collect();
-    let phase = if current.is_empty() { Phase::Start } else { Phase::OnTreatment };
+    let phase = if current.is_empty() {
+        Phase::Start
+    } else {
+        Phase::OnTreatment
+    };
     let treatment_start = current.iter().filter_map(|m| m.start).min();
     let ctx = DrugContext { treatment_start };
 
@@ -139,13 +148,23 @@ fn assess_drug(kb: &Knowledge, facts: &Facts<'_>, d: DrugId) -> (Assessment, Vec
         }
     }
     for (m, rules) in needs {
-        let category = rules.iter().map(|&r| kb.rules[r].category).min().unwrap_or(Category::Screening);
-        let severity = if rules.iter().any(|&r| kb.rules[r].severity == Severity::Critical) {
+        let category = rules
+            .iter()
+            .map(|&r| kb.rules[r].category)
+            .min()
+            .unwrap_or(Category::Screening);
+        let severity = if rules
+            .iter()
+            .any(|&r| kb.rules[r].severity == Severity::Critical)
+        {
             Severity::Critical
         } else {
             Severity::Warning
         };
-        let mut cites: Vec<usize> = rules.iter().flat_map(|&r| kb.rules[r].citations.clone()).collect();
+        let mut cites: Vec<usize> = rules
+            .iter()
+            .flat_map(|&r| kb.rules[r].citations.clone())
+            .collect();
         cites.dedup();
         findings.push(Finding {
             rule: format!("data-needed.{}", m.key.replace(':', ".")),
@@ -162,7 +181,11 @@ fn assess_drug(kb: &Knowledge, facts: &Facts<'_>, d: DrugId) -> (Assessment, Vec
         });
     }
     for issue in &facts.issues {
-        findings.push(quality_finding(issue.kind, &issue.reference, &issue.message));
+        findings.push(quality_finding(
+            issue.kind,
+            &issue.reference,
+            &issue.message,
+        ));
     }
     for issue in &facts.record.issues {
         findings.push(quality_finding("input", &issue.location, &issue.message));
@@ -207,7 +230,12 @@ fn assess_drug(kb: &Knowledge, facts: &Facts<'_>, d: DrugId) -> (Assessment, Vec
 /// Sets the decision from the findings, orders them, and withholds the dose when the drug
 /// should not be started.
 fn finish(_kb: &Knowledge, a: &mut Assessment) {
-    a.decision = a.findings.iter().map(|f| f.decision).max().unwrap_or(Decision::Eligible);
+    a.decision = a
+        .findings
+        .iter()
+        .map(|f| f.decision)
+        .max()
+        .unwrap_or(Decision::Eligible);
     a.findings.sort_by(|x, y| {
         y.decision
             .cmp(&x.decision)
@@ -232,7 +260,11 @@ fn quality_finding(kind: &str, location: &str, message: &str) -> Finding {
         title: "Data quality".into(),
         category: Category::DataQuality,
         // A name-only match is worth knowing; a value that could not be used is a warning.
-        severity: if kind == "text-match" { Severity::Info } else { Severity::Warning },
+        severity: if kind == "text-match" {
+            Severity::Info
+        } else {
+            Severity::Warning
+        },
         decision: Decision::Eligible,
         summary: format!("{location}: {message}"),
         action: "Check the source record; JAKGuard did not use this value".into(),
@@ -255,12 +287,22 @@ fn data_problems(facts: &Facts<'_>) -> Vec<InputProblem> {
         .record
         .issues
         .iter()
-        .map(|i| InputProblem { kind: "input".into(), location: i.location.clone(), message: i.message.clone() })
+        .map(|i| InputProblem {
+            kind: "input".into(),
+            location: i.location.clone(),
+            message: i.message.clone(),
+        })
         .collect();
-    out.extend(facts.issues.iter().filter(|i| i.kind != "text-match").map(|i| InputProblem {
-        kind: i.kind.to_string(),
-        location: i.reference.clone(),
-        message: i.message.clone(),
-    }));
+    out.extend(
+        facts
+            .issues
+            .iter()
+            .filter(|i| i.kind != "text-match")
+            .map(|i| InputProblem {
+                kind: i.kind.to_string(),
+                location: i.reference.clone(),
+                message: i.message.clone(),
+            }),
+    );
     out
 }

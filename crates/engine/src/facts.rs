@@ -111,8 +111,10 @@ impl<'a> Facts<'a> {
             list.sort_by(|a, b| b.date.cmp(&a.date).then(a.computed.cmp(&b.computed)));
         }
         facts.conditions = classify_all(kb, record.conditions.iter().map(|c| &c.code), false);
-        facts.medications = classify_all(kb, record.medications.iter().map(|m| &m.medication), true);
-        facts.immunizations = classify_all(kb, record.immunizations.iter().map(|i| &i.vaccine), false);
+        facts.medications =
+            classify_all(kb, record.medications.iter().map(|m| &m.medication), true);
+        facts.immunizations =
+            classify_all(kb, record.immunizations.iter().map(|i| &i.vaccine), false);
         facts.allergies = classify_all(kb, record.allergies.iter().map(|a| &a.code), true);
         for m in &facts.medications {
             if m.by == MatchKind::Text {
@@ -159,11 +161,25 @@ impl<'a> Facts<'a> {
                 continue;
             }
             let Some(date) = obs.date else {
-                self.issue("no-date", &obs.reference, format!("`{}` has no date, so its age cannot be judged; not used", obs.code.label()));
+                self.issue(
+                    "no-date",
+                    &obs.reference,
+                    format!(
+                        "`{}` has no date, so its age cannot be judged; not used",
+                        obs.code.label()
+                    ),
+                );
                 continue;
             };
             if date > self.as_of {
-                self.issue("future-date", &obs.reference, format!("`{}` is dated {date}, after the assessment date; not used", obs.code.label()));
+                self.issue(
+                    "future-date",
+                    &obs.reference,
+                    format!(
+                        "`{}` is dated {date}, after the assessment date; not used",
+                        obs.code.label()
+                    ),
+                );
                 continue;
             }
             for lab in labs {
@@ -180,20 +196,44 @@ impl<'a> Facts<'a> {
         let def = &kb.labs[lab];
         match (def.kind, &obs.value) {
             (_, None) => {
-                self.issue("no-value", &obs.reference, format!("{} result has no value; not used", def.name));
+                self.issue(
+                    "no-value",
+                    &obs.reference,
+                    format!("{} result has no value; not used", def.name),
+                );
                 None
             }
-            (LabKind::Quantity, Some(Value::Quantity { value, code, unit, .. })) => {
+            (
+                LabKind::Quantity,
+                Some(Value::Quantity {
+                    value, code, unit, ..
+                }),
+            ) => {
                 let q = def.quantity?;
-                let (canonical, ucum) = match kb.units.to_canonical(q, *value, code.as_deref(), unit.as_deref()) {
-                    Ok(x) => x,
-                    Err(p) => {
-                        self.issue("unit", &obs.reference, format!("{} {value}: {p}; the value is not used (never guessed)", def.name));
-                        return None;
-                    }
-                };
+                let (canonical, ucum) =
+                    match kb
+                        .units
+                        .to_canonical(q, *value, code.as_deref(), unit.as_deref())
+                    {
+                        Ok(x) => x,
+                        Err(p) => {
+                            self.issue(
+                                "unit",
+                                &obs.reference,
+                                format!(
+                                    "{} {value}: {p}; the value is not used (never guessed)",
+                                    def.name
+                                ),
+                            );
+                            return None;
+                        }
+                    };
                 if canonical.is_sign_negative() && !canonical.is_zero() {
-                    self.issue("impossible-value", &obs.reference, format!("{} of {value} is negative; not used", def.name));
+                    self.issue(
+                        "impossible-value",
+                        &obs.reference,
+                        format!("{} of {value} is negative; not used", def.name),
+                    );
                     return None;
                 }
                 let out_of_range = def.plausible_min.is_some_and(|m| canonical < m)
@@ -226,19 +266,33 @@ impl<'a> Facts<'a> {
                 answers.sort();
                 answers.dedup();
                 if answers.is_empty() {
-                    self.issue("uninterpretable", &obs.reference, format!("{} result `{label}` could not be read as a known answer; not used", def.name));
+                    self.issue(
+                        "uninterpretable",
+                        &obs.reference,
+                        format!(
+                            "{} result `{label}` could not be read as a known answer; not used",
+                            def.name
+                        ),
+                    );
                     return None;
                 }
                 Some(LabResult {
                     date,
                     reference: obs.reference.clone(),
-                    value: LabValue::Coded { answers, label: label.clone() },
+                    value: LabValue::Coded {
+                        answers,
+                        label: label.clone(),
+                    },
                     original: label,
                     computed: false,
                 })
             }
             (LabKind::Quantity, Some(_)) => {
-                self.issue("value-type", &obs.reference, format!("{} result is not a quantity; not used", def.name));
+                self.issue(
+                    "value-type",
+                    &obs.reference,
+                    format!("{} result is not a quantity; not used", def.name),
+                );
                 None
             }
         }
@@ -251,7 +305,7 @@ impl<'a> Facts<'a> {
             .text_valuesets
             .iter()
             .copied()
-            .filter(|v| self.kb.valueset(*v).text.iter().any(|x| *x == t))
+            .filter(|v| self.kb.valueset(*v).text.contains(&t))
             .collect()
     }
 
@@ -263,7 +317,12 @@ impl<'a> Facts<'a> {
                 let Some((_, lab)) = score.inputs.iter().find(|(n, _)| n == input) else {
                     continue;
                 };
-                for a in self.record.answers.iter().filter(|a| link_ids.contains(&a.link_id)) {
+                for a in self
+                    .record
+                    .answers
+                    .iter()
+                    .filter(|a| link_ids.contains(&a.link_id))
+                {
                     let Some(date) = a.date.filter(|d| *d <= self.as_of) else {
                         continue;
                     };
@@ -290,9 +349,13 @@ impl<'a> Facts<'a> {
         let creat = kb.lab_by_name("creatinine");
         let weight = kb.lab_by_name("body-weight");
         for (lab, def) in kb.labs.iter().enumerate() {
-            let Some(formula) = def.computed else { continue };
+            let Some(formula) = def.computed else {
+                continue;
+            };
             let Some(creat) = creat else { continue };
-            let Some(scr) = latest_quantity(&self.labs[creat]) else { continue };
+            let Some(scr) = latest_quantity(&self.labs[creat]) else {
+                continue;
+            };
             let (Some(age), Some(sex)) = (self.age, self.record.patient.gender) else {
                 continue;
             };
@@ -311,12 +374,21 @@ impl<'a> Facts<'a> {
                         continue;
                     }
                     match cockcroft_gault(age, w.1, scr.1, female) {
-                        Some(v) => (v, format!("age {age}, weight {} kg ({}), creatinine {} mg/dL ({})", w.1, w.2, scr.1, scr.2)),
+                        Some(v) => (
+                            v,
+                            format!(
+                                "age {age}, weight {} kg ({}), creatinine {} mg/dL ({})",
+                                w.1, w.2, scr.1, scr.2
+                            ),
+                        ),
                         None => continue,
                     }
                 }
                 Computed::CkdEpi2021 => match ckd_epi_2021(age, scr.1, female) {
-                    Some(v) => (v, format!("age {age}, creatinine {} mg/dL ({})", scr.1, scr.2)),
+                    Some(v) => (
+                        v,
+                        format!("age {age}, creatinine {} mg/dL ({})", scr.1, scr.2),
+                    ),
                     None => continue,
                 },
             };
@@ -361,11 +433,17 @@ fn latest_quantity(results: &[LabResult]) -> Option<(NaiveDate, Decimal, String)
 
 /// Creatinine clearance (mL/min) = (140 − age) × weight (kg) / (72 × serum creatinine (mg/dL)),
 /// × 0.85 for women; rounded to one decimal.
-pub fn cockcroft_gault(age: i32, weight_kg: Decimal, scr_mg_dl: Decimal, female: bool) -> Option<Decimal> {
+pub fn cockcroft_gault(
+    age: i32,
+    weight_kg: Decimal,
+    scr_mg_dl: Decimal,
+    female: bool,
+) -> Option<Decimal> {
     if scr_mg_dl <= Decimal::ZERO || weight_kg <= Decimal::ZERO || age >= 140 {
         return None;
     }
-    let mut v = (Decimal::from(140 - age) * weight_kg).checked_div(Decimal::from(72) * scr_mg_dl)?;
+    let mut v =
+        (Decimal::from(140 - age) * weight_kg).checked_div(Decimal::from(72) * scr_mg_dl)?;
     if female {
         v *= Decimal::new(85, 2);
     }
@@ -378,13 +456,25 @@ pub fn ckd_epi_2021(age: i32, scr_mg_dl: Decimal, female: bool) -> Option<Decima
     if scr <= 0.0 || age < 18 {
         return None;
     }
-    let (kappa, alpha, sex_factor) = if female { (0.7, -0.241, 1.012) } else { (0.9, -0.302, 1.0) };
+    let (kappa, alpha, sex_factor) = if female {
+        (0.7, -0.241, 1.012)
+    } else {
+        (0.9, -0.302, 1.0)
+    };
     let ratio = scr / kappa;
-    let v = 142.0 * ratio.min(1.0).powf(alpha) * ratio.max(1.0).powf(-1.200) * 0.9938_f64.powi(age) * sex_factor;
+    let v = 142.0
+        * ratio.min(1.0).powf(alpha)
+        * ratio.max(1.0).powf(-1.200)
+        * 0.9938_f64.powi(age)
+        * sex_factor;
     Decimal::from_f64(v.round())
 }
 
-fn classify_all<'c>(kb: &Knowledge, concepts: impl Iterator<Item = &'c Concept>, text_fallback: bool) -> Vec<Matched> {
+fn classify_all<'c>(
+    kb: &Knowledge,
+    concepts: impl Iterator<Item = &'c Concept>,
+    text_fallback: bool,
+) -> Vec<Matched> {
     let mut out = vec![];
     for (index, concept) in concepts.enumerate() {
         let mut sets = vec![];
@@ -401,7 +491,12 @@ fn classify_all<'c>(kb: &Knowledge, concepts: impl Iterator<Item = &'c Concept>,
                 }
             }
             for &vs in &kb.text_valuesets {
-                if kb.valueset(vs).text.iter().any(|name| contains_word(&text, name)) {
+                if kb
+                    .valueset(vs)
+                    .text
+                    .iter()
+                    .any(|name| contains_word(&text, name))
+                {
                     sets.push(vs);
                 }
             }
@@ -412,7 +507,11 @@ fn classify_all<'c>(kb: &Knowledge, concepts: impl Iterator<Item = &'c Concept>,
         }
         sets.sort();
         sets.dedup();
-        out.push(Matched { index, valuesets: sets, by });
+        out.push(Matched {
+            index,
+            valuesets: sets,
+            by,
+        });
     }
     out
 }
@@ -424,15 +523,30 @@ mod tests {
     #[test]
     fn cockcroft_gault_matches_a_hand_calculation() {
         // (140-60) × 72 / (72 × 1.0) = 80.0; female × 0.85 = 68.0
-        assert_eq!(cockcroft_gault(60, Decimal::from(72), Decimal::ONE, false), Some(Decimal::new(800, 1)));
-        assert_eq!(cockcroft_gault(60, Decimal::from(72), Decimal::ONE, true), Some(Decimal::new(680, 1)));
-        assert_eq!(cockcroft_gault(60, Decimal::from(72), Decimal::ZERO, true), None);
+        assert_eq!(
+            cockcroft_gault(60, Decimal::from(72), Decimal::ONE, false),
+            Some(Decimal::new(800, 1))
+        );
+        assert_eq!(
+            cockcroft_gault(60, Decimal::from(72), Decimal::ONE, true),
+            Some(Decimal::new(680, 1))
+        );
+        assert_eq!(
+            cockcroft_gault(60, Decimal::from(72), Decimal::ZERO, true),
+            None
+        );
     }
 
     #[test]
     fn ckd_epi_2021_reference_values() {
         // Published examples: 50-year-old man, creatinine 1.0 mg/dL → 92; woman 0.7 → 105.
-        assert_eq!(ckd_epi_2021(50, Decimal::ONE, false), Some(Decimal::from(92)));
-        assert_eq!(ckd_epi_2021(50, Decimal::new(7, 1), true), Some(Decimal::from(105)));
+        assert_eq!(
+            ckd_epi_2021(50, Decimal::ONE, false),
+            Some(Decimal::from(92))
+        );
+        assert_eq!(
+            ckd_epi_2021(50, Decimal::new(7, 1), true),
+            Some(Decimal::from(105))
+        );
     }
 }

@@ -491,7 +491,12 @@ impl RecordBuilder {
         full_url: Option<&str>,
     ) -> Result<(), InputIssue> {
         let w: WPatient = parse_as(raw, location)?;
-        let birth_date = read_date(w.birth_date.as_deref(), location, "birthDate", &mut self.issues);
+        let birth_date = read_date(
+            w.birth_date.as_deref(),
+            location,
+            "birthDate",
+            &mut self.issues,
+        );
         let gender = w.gender.as_deref().map(|g| match g {
             "female" => Gender::Female,
             "male" => Gender::Male,
@@ -617,7 +622,12 @@ impl RecordBuilder {
             .or(w.date_asserted.as_deref());
         let start = read_date(start_text, &reference, "authoredOn", &mut self.issues);
         let end_text = w.effective_period.as_ref().and_then(|p| p.end.as_deref());
-        let end = read_date(end_text, &reference, "effectivePeriod.end", &mut self.issues);
+        let end = read_date(
+            end_text,
+            &reference,
+            "effectivePeriod.end",
+            &mut self.issues,
+        );
         let med_ref = w.medication_reference.and_then(|r| r.reference).map(|r| {
             if r.starts_with('#') {
                 format!("{reference}{r}")
@@ -709,7 +719,12 @@ impl RecordBuilder {
             return Ok(());
         }
         let reference = reference_name("QuestionnaireResponse", w.id.as_deref(), location);
-        let date = read_date(w.authored.as_deref(), &reference, "authored", &mut self.issues);
+        let date = read_date(
+            w.authored.as_deref(),
+            &reference,
+            "authored",
+            &mut self.issues,
+        );
         let subject = w.subject.and_then(|s| s.reference);
         let mut stack: Vec<WItem> = w.item.unwrap_or_default();
         while let Some(item) = stack.pop() {
@@ -826,7 +841,7 @@ impl RecordBuilder {
                 match self
                     .medication_resources
                     .iter()
-                    .find(|(names, _)| names.iter().any(|n| *n == r))
+                    .find(|(names, _)| names.contains(&r))
                 {
                     Some((_, c)) => m.medication = c.clone(),
                     None if m.medication.codings.is_empty() && m.medication.text.is_none() => {
@@ -874,7 +889,11 @@ pub fn parse_bundle(text: &str) -> Result<Record, InputError> {
                 Ok(_) => ".".to_string(),
             };
             let message = e.to_string();
-            let message = message.split(" at line").next().unwrap_or(&message).to_string();
+            let message = message
+                .split(" at line")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
             return Err(InputError::new(
                 format!("`{path}`"),
                 format!("not a FHIR Bundle: {message}"),
@@ -924,7 +943,10 @@ mod tests {
             peek_resource_type(r#" { "resourceType" : "Claim", "id": "1"}"#),
             Some("Claim")
         );
-        assert_eq!(peek_resource_type(r#"{"id": "1", "resourceType": "Claim"}"#), None);
+        assert_eq!(
+            peek_resource_type(r#"{"id": "1", "resourceType": "Claim"}"#),
+            None
+        );
     }
 
     #[test]
@@ -953,7 +975,8 @@ mod tests {
         assert!(
             r.issues
                 .iter()
-                .any(|i| i.location == "entry[1].resource" && i.message.contains("valueQuantity.value")),
+                .any(|i| i.location == "entry[1].resource"
+                    && i.message.contains("valueQuantity.value")),
             "{:?}",
             r.issues
         );

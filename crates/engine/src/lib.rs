@@ -28,7 +28,10 @@ pub use kb::{Knowledge, Source};
 pub fn embedded_knowledge() -> Vec<Source> {
     embedded::FILES
         .iter()
-        .map(|(path, text)| Source { path: format!("knowledge/{path}"), text: (*text).to_string() })
+        .map(|(path, text)| Source {
+            path: format!("knowledge/{path}"),
+            text: (*text).to_string(),
+        })
         .collect()
 }
 

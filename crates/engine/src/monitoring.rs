@@ -41,7 +41,13 @@ pub fn for_drug(
         let latest: Option<NaiveDate> = item
             .labs
             .iter()
-            .map(|&l| facts.labs[l].iter().filter(|r| !r.computed).map(|r| r.date).max())
+            .map(|&l| {
+                facts.labs[l]
+                    .iter()
+                    .filter(|r| !r.computed)
+                    .map(|r| r.date)
+                    .max()
+            })
             .collect::<Option<Vec<_>>>()
             .and_then(|v| v.into_iter().min())
             .filter(|d| *d >= first_from);
@@ -50,7 +56,11 @@ pub fn for_drug(
         } else {
             match (latest, item.every_weeks) {
                 (Some(_), None) => (MonitoringStatus::Done, None, None),
-                (None, _) => (status_for(facts.as_of, first_by), Some(first_from), Some(first_by)),
+                (None, _) => (
+                    status_for(facts.as_of, first_by),
+                    Some(first_from),
+                    Some(first_by),
+                ),
                 (Some(last), Some(every)) => {
                     let due = weeks(last, every);
                     (status_for(facts.as_of, due), None, Some(due))
@@ -59,7 +69,11 @@ pub fn for_drug(
         };
         let drug_id = kb.drugs[drug].id.clone();
         if status == MonitoringStatus::Overdue {
-            let first_lab = item.labs.first().map(|&l| kb.labs[l].order.clone()).unwrap_or_default();
+            let first_lab = item
+                .labs
+                .first()
+                .map(|&l| kb.labs[l].order.clone())
+                .unwrap_or_default();
             let by = due_by.map(|d| d.to_string()).unwrap_or_default();
             findings.push(Finding {
                 rule: format!("monitoring.{}", item.id),

@@ -58,13 +58,25 @@ pub struct Outcome {
 
 impl Outcome {
     fn t(evidence: Vec<Evidence>) -> Self {
-        Outcome { truth: Truth::True, evidence, missing: vec![] }
+        Outcome {
+            truth: Truth::True,
+            evidence,
+            missing: vec![],
+        }
     }
     fn f() -> Self {
-        Outcome { truth: Truth::False, evidence: vec![], missing: vec![] }
+        Outcome {
+            truth: Truth::False,
+            evidence: vec![],
+            missing: vec![],
+        }
     }
     fn unknown(missing: Missing) -> Self {
-        Outcome { truth: Truth::Unknown, evidence: vec![], missing: vec![missing] }
+        Outcome {
+            truth: Truth::Unknown,
+            evidence: vec![],
+            missing: vec![missing],
+        }
     }
 }
 
@@ -82,12 +94,33 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
             if outs.iter().any(|o| o.truth == Truth::False) {
                 return Outcome::f();
             }
-            merge(outs, |o| o.truth == Truth::True || o.truth == Truth::Unknown)
+            // Unknown: ask only for what the first unknown part needs. Conditions are
+            // written in the order a clinician tests (antibody before RNA), so this names the
+            // next test rather than every test that might follow.
+            if let Some(first) = outs.iter().position(|o| o.truth == Truth::Unknown) {
+                let mut outs = outs;
+                let o = outs.swap_remove(first);
+                return Outcome {
+                    truth: Truth::Unknown,
+                    evidence: vec![],
+                    missing: o.missing,
+                };
+            }
+            merge(outs, |o| o.truth == Truth::True)
         }
         Pred::Any(list) => {
             let outs: Vec<Outcome> = list.iter().map(|x| eval(x, f, ctx)).collect();
             if outs.iter().any(|o| o.truth == Truth::True) {
-                let evidence = outs.into_iter().filter(|o| o.truth == Truth::True).flat_map(|o| o.evidence).collect();
+                let mut evidence: Vec<Evidence> = vec![];
+                for e in outs
+                    .into_iter()
+                    .filter(|o| o.truth == Truth::True)
+                    .flat_map(|o| o.evidence)
+                {
+                    if !evidence.contains(&e) {
+                        evidence.push(e);
+                    }
+                }
                 return Outcome::t(evidence);
             }
             merge(outs, |o| o.truth == Truth::Unknown)
@@ -107,7 +140,13 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                 Truth::Unknown => o,
             }
         }
-        Pred::Lab { lab, cmp, threshold, within_days, consecutive } => {
+        Pred::Lab {
+            lab,
+            cmp,
+            threshold,
+            within_days,
+            consecutive,
+        } => {
             let results = &f.labs[*lab];
             let window = fresh(f, results, *within_days);
             let Some(latest) = window.first() else {
@@ -125,19 +164,33 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                     key: format!("lab:{}", def.id),
                     what: def.name.clone(),
                     order: format!("Repeat {}", def.order),
-                    reason: format!("a single result ({} on {}) needs confirmation by repeat testing", latest.original, latest.date),
+                    reason: format!(
+                        "a single result ({} on {}) needs confirmation by repeat testing",
+                        latest.original, latest.date
+                    ),
                 });
             }
-            Outcome::t(considered.iter().map(|r| lab_evidence(f, *lab, r)).collect())
+            Outcome::t(
+                considered
+                    .iter()
+                    .map(|r| lab_evidence(f, *lab, r))
+                    .collect(),
+            )
         }
-        Pred::LabDrop { lab, more_than, within_days } => {
+        Pred::LabDrop {
+            lab,
+            more_than,
+            within_days,
+        } => {
             let results = &f.labs[*lab];
             let window = fresh(f, results, *within_days);
             let Some(latest) = window.first() else {
                 return Outcome::unknown(missing_lab(f, *lab, results, *within_days));
             };
             let def = &f.kb.labs[*lab];
-            let baseline = ctx.treatment_start.and_then(|s| results.iter().find(|r| r.date <= s && !r.computed));
+            let baseline = ctx
+                .treatment_start
+                .and_then(|s| results.iter().find(|r| r.date <= s && !r.computed));
             let Some(baseline) = baseline else {
                 return Outcome::unknown(Missing {
                     key: format!("baseline:{}", def.id),
@@ -148,12 +201,20 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
             };
             match (&baseline.value, &latest.value) {
                 (LabValue::Quantity(b), LabValue::Quantity(l)) if *b - *l > *more_than => {
-                    Outcome::t(vec![lab_evidence(f, *lab, baseline), lab_evidence(f, *lab, latest)])
+                    Outcome::t(vec![
+                        lab_evidence(f, *lab, baseline),
+                        lab_evidence(f, *lab, latest),
+                    ])
                 }
                 _ => Outcome::f(),
             }
         }
-        Pred::Result { lab, answers, within_days, absent_is_false } => {
+        Pred::Result {
+            lab,
+            answers,
+            within_days,
+            absent_is_false,
+        } => {
             let results = &f.labs[*lab];
             let window = fresh(f, results, *within_days);
             let Some(latest) = window.first() else {
@@ -163,13 +224,23 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                 return Outcome::unknown(missing_lab(f, *lab, results, *within_days));
             };
             match &latest.value {
-                LabValue::Coded { answers: a, .. } if a.contains(answers) => Outcome::t(vec![lab_evidence(f, *lab, latest)]),
+                LabValue::Coded { answers: a, .. } if a.contains(answers) => {
+                    Outcome::t(vec![lab_evidence(f, *lab, latest)])
+                }
                 _ => Outcome::f(),
             }
         }
-        Pred::Condition { valueset, status, within_days } => {
+        Pred::Condition {
+            valueset,
+            status,
+            within_days,
+        } => {
             let mut ev = vec![];
-            for m in f.conditions.iter().filter(|m| m.valuesets.contains(valueset)) {
+            for m in f
+                .conditions
+                .iter()
+                .filter(|m| m.valuesets.contains(valueset))
+            {
                 let c = &f.record.conditions[m.index];
                 if !c.counts() {
                     continue;
@@ -187,7 +258,10 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                         continue;
                     }
                 }
-                let state = c.clinical_status.clone().unwrap_or_else(|| "no status".into());
+                let state = c
+                    .clinical_status
+                    .clone()
+                    .unwrap_or_else(|| "no status".into());
                 ev.push(Evidence {
                     resource: Some(c.reference.clone()),
                     text: format!("{} ({state})", c.code.label()),
@@ -197,11 +271,19 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                     matched_by: Some(m.by),
                 });
             }
-            if ev.is_empty() { Outcome::f() } else { Outcome::t(ev) }
+            if ev.is_empty() {
+                Outcome::f()
+            } else {
+                Outcome::t(ev)
+            }
         }
         Pred::Medication { valueset, status } => {
             let mut ev = vec![];
-            for m in f.medications.iter().filter(|m| m.valuesets.contains(valueset)) {
+            for m in f
+                .medications
+                .iter()
+                .filter(|m| m.valuesets.contains(valueset))
+            {
                 let med = &f.record.medications[m.index];
                 let ok = match status {
                     MedicationStatus::Active => med.is_active(),
@@ -220,19 +302,31 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                     matched_by: Some(m.by),
                 });
             }
-            if ev.is_empty() { Outcome::f() } else { Outcome::t(ev) }
+            if ev.is_empty() {
+                Outcome::f()
+            } else {
+                Outcome::t(ev)
+            }
         }
-        Pred::Immunization { valueset, within_days } => {
+        Pred::Immunization {
+            valueset,
+            within_days,
+        } => {
             let mut ev = vec![];
             let mut undated = None;
-            for m in f.immunizations.iter().filter(|m| m.valuesets.contains(valueset)) {
+            for m in f
+                .immunizations
+                .iter()
+                .filter(|m| m.valuesets.contains(valueset))
+            {
                 let imm = &f.record.immunizations[m.index];
                 if matches!(imm.status.as_deref(), Some("not-done" | "entered-in-error")) {
                     continue;
                 }
                 if let Some(days) = within_days {
                     match imm.date {
-                        Some(d) if d <= f.as_of && (f.as_of - d).num_days() <= i64::from(*days) => {}
+                        Some(d) if d <= f.as_of && (f.as_of - d).num_days() <= i64::from(*days) => {
+                        }
                         Some(_) => continue,
                         None => {
                             undated = Some(imm);
@@ -262,10 +356,17 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
         }
         Pred::Allergy { valueset } => {
             let mut ev = vec![];
-            for m in f.allergies.iter().filter(|m| m.valuesets.contains(valueset)) {
+            for m in f
+                .allergies
+                .iter()
+                .filter(|m| m.valuesets.contains(valueset))
+            {
                 let a = &f.record.allergies[m.index];
                 if matches!(a.clinical_status.as_deref(), Some("inactive" | "resolved"))
-                    || matches!(a.verification_status.as_deref(), Some("refuted" | "entered-in-error"))
+                    || matches!(
+                        a.verification_status.as_deref(),
+                        Some("refuted" | "entered-in-error")
+                    )
                 {
                     continue;
                 }
@@ -278,7 +379,11 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                     matched_by: Some(m.by),
                 });
             }
-            if ev.is_empty() { Outcome::f() } else { Outcome::t(ev) }
+            if ev.is_empty() {
+                Outcome::f()
+            } else {
+                Outcome::t(ev)
+            }
         }
         Pred::Age { at_least, below } => {
             let Some(age) = f.age else {
@@ -289,14 +394,23 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                     reason: "no usable birth date".into(),
                 });
             };
-            let ok = at_least.is_none_or(|a| age >= a as i32) && below.is_none_or(|b| age < b as i32);
+            let ok =
+                at_least.is_none_or(|a| age >= a as i32) && below.is_none_or(|b| age < b as i32);
             if ok {
                 Outcome::t(vec![Evidence {
-                    resource: f.record.patient.id.as_ref().map(|id| format!("Patient/{id}")),
-                    text: format!("age {age}"),
+                    resource: f
+                        .record
+                        .patient
+                        .id
+                        .as_ref()
+                        .map(|id| format!("Patient/{id}")),
+                    text: match f.record.patient.birth_date {
+                        Some(b) => format!("age {age} (born {b})"),
+                        None => format!("age {age}"),
+                    },
                     value: Some(age.to_string()),
                     unit: Some("years".into()),
-                    date: f.record.patient.birth_date,
+                    date: None,
                     matched_by: None,
                 }])
             } else {
@@ -311,14 +425,20 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                     return Outcome::unknown(Missing {
                         key: "sex".into(),
                         what: "sex".into(),
-                        order: "Record the patient's sex (needed for pregnancy and renal rules)".into(),
+                        order: "Record the patient's sex (needed for pregnancy and renal rules)"
+                            .into(),
                         reason: "Patient.gender is missing, other or unknown".into(),
                     });
                 }
             };
             if g == *sex {
                 Outcome::t(vec![Evidence {
-                    resource: f.record.patient.id.as_ref().map(|id| format!("Patient/{id}")),
+                    resource: f
+                        .record
+                        .patient
+                        .id
+                        .as_ref()
+                        .map(|id| format!("Patient/{id}")),
                     text: format!("sex {}", if g == Sex::Female { "female" } else { "male" }),
                     value: None,
                     unit: None,
@@ -343,17 +463,27 @@ fn fresh<'r>(f: &Facts<'_>, results: &'r [LabResult], days: u32) -> Vec<&'r LabR
 fn missing_lab(f: &Facts<'_>, lab: LabId, results: &[LabResult], days: u32) -> Missing {
     let def = &f.kb.labs[lab];
     let reason = match results.first() {
-        Some(r) => format!("the latest result ({} on {}) is older than {days} days", r.original, r.date),
+        Some(r) => format!(
+            "the latest result ({} on {}) is older than {days} days",
+            r.original, r.date
+        ),
         None => "no result in the record".into(),
     };
-    Missing { key: format!("lab:{}", def.id), what: def.name.clone(), order: def.order.clone(), reason }
+    Missing {
+        key: format!("lab:{}", def.id),
+        what: def.name.clone(),
+        order: def.order.clone(),
+        reason,
+    }
 }
 
 fn lab_evidence(f: &Facts<'_>, lab: LabId, r: &LabResult) -> Evidence {
     let def = &f.kb.labs[lab];
     let (value, unit) = match &r.value {
         LabValue::Quantity(v) => {
-            let unit = def.quantity.map(|q| f.kb.units.quantity(q).canonical.clone());
+            let unit = def
+                .quantity
+                .map(|q| f.kb.units.quantity(q).canonical.clone());
             (Some(v.normalize().to_string()), unit)
         }
         LabValue::Coded { label, .. } => (Some(label.clone()), None),
@@ -363,7 +493,14 @@ fn lab_evidence(f: &Facts<'_>, lab: LabId, r: &LabResult) -> Evidence {
     } else {
         format!("{} (reported as {})", def.name, r.original)
     };
-    Evidence { resource: Some(r.reference.clone()), text, value, unit, date: Some(r.date), matched_by: None }
+    Evidence {
+        resource: Some(r.reference.clone()),
+        text,
+        value,
+        unit,
+        date: Some(r.date),
+        matched_by: None,
+    }
 }
 
 fn merge(outs: Vec<Outcome>, keep: impl Fn(&Outcome) -> bool) -> Outcome {
@@ -372,7 +509,11 @@ fn merge(outs: Vec<Outcome>, keep: impl Fn(&Outcome) -> bool) -> Outcome {
     let mut evidence = vec![];
     let mut missing: Vec<Missing> = vec![];
     for o in outs.into_iter().filter(|o| keep(o)) {
-        evidence.extend(o.evidence);
+        for e in o.evidence {
+            if !evidence.contains(&e) {
+                evidence.push(e);
+            }
+        }
         for m in o.missing {
             if !missing.iter().any(|x| x.key == m.key) {
                 missing.push(m);
@@ -389,26 +530,58 @@ fn merge(outs: Vec<Outcome>, keep: impl Fn(&Outcome) -> bool) -> Outcome {
     if truth == Truth::Unknown {
         evidence.clear();
     }
-    Outcome { truth, evidence, missing }
+    Outcome {
+        truth,
+        evidence,
+        missing,
+    }
 }
 
 /// A short description of a condition, for "none recorded: …" evidence.
 pub fn describe(p: &Pred, f: &Facts<'_>) -> String {
     let kb = f.kb;
     match p {
-        Pred::All(l) => l.iter().map(|x| describe(x, f)).collect::<Vec<_>>().join(" and "),
-        Pred::Any(l) => l.iter().map(|x| describe(x, f)).collect::<Vec<_>>().join(" or "),
+        Pred::All(l) => l
+            .iter()
+            .map(|x| describe(x, f))
+            .collect::<Vec<_>>()
+            .join(" and "),
+        Pred::Any(l) => l
+            .iter()
+            .map(|x| describe(x, f))
+            .collect::<Vec<_>>()
+            .join(" or "),
         Pred::Not(x) => format!("not ({})", describe(x, f)),
-        Pred::Lab { lab, cmp, threshold, .. } => {
+        Pred::Lab {
+            lab,
+            cmp,
+            threshold,
+            ..
+        } => {
             let def = &kb.labs[*lab];
-            let unit = def.quantity.map(|q| kb.units.quantity(q).canonical.as_str()).unwrap_or("");
-            format!("{} {} {} {unit}", def.name, cmp.symbol(), threshold.normalize())
+            let unit = def
+                .quantity
+                .map(|q| kb.units.quantity(q).canonical.as_str())
+                .unwrap_or("");
+            format!(
+                "{} {} {} {unit}",
+                def.name,
+                cmp.symbol(),
+                threshold.normalize()
+            )
         }
-        Pred::LabDrop { lab, more_than, .. } => format!("{} fall > {}", kb.labs[*lab].name, more_than.normalize()),
-        Pred::Result { lab, answers, .. } => format!("{} {}", kb.labs[*lab].name, kb.valueset(*answers).title.to_lowercase()),
-        Pred::Condition { valueset, .. } | Pred::Medication { valueset, .. } | Pred::Immunization { valueset, .. } | Pred::Allergy { valueset } => {
-            kb.valueset(*valueset).title.clone()
+        Pred::LabDrop { lab, more_than, .. } => {
+            format!("{} fall > {}", kb.labs[*lab].name, more_than.normalize())
         }
+        Pred::Result { lab, answers, .. } => format!(
+            "{} {}",
+            kb.labs[*lab].name,
+            kb.valueset(*answers).title.to_lowercase()
+        ),
+        Pred::Condition { valueset, .. }
+        | Pred::Medication { valueset, .. }
+        | Pred::Immunization { valueset, .. }
+        | Pred::Allergy { valueset } => kb.valueset(*valueset).title.clone(),
         Pred::Age { at_least, below } => match (at_least, below) {
             (Some(a), Some(b)) => format!("age {a} to {}", b - 1),
             (Some(a), None) => format!("age ≥ {a}"),

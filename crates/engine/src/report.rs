@@ -92,6 +92,7 @@ pub struct Finding {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CitationOut {
     pub id: String,
+    pub short: String,
     pub source: String,
     pub section: String,
     #[serde(skip_serializing_if = "Option::is_none")]

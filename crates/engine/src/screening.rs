@@ -8,7 +8,11 @@ use crate::kb::{DrugId, Knowledge};
 use crate::predicate::{DrugContext, Evidence, Truth, eval};
 use crate::report::{ScreeningEntry, ScreeningStatus};
 
-pub fn checklist(kb: &Knowledge, facts: &Facts<'_>, fired: &[(usize, DrugId)]) -> Vec<ScreeningEntry> {
+pub fn checklist(
+    kb: &Knowledge,
+    facts: &Facts<'_>,
+    fired: &[(usize, DrugId)],
+) -> Vec<ScreeningEntry> {
     kb.screening
         .iter()
         .map(|item| {
@@ -25,7 +29,10 @@ pub fn checklist(kb: &Knowledge, facts: &Facts<'_>, fired: &[(usize, DrugId)]) -
                 .unwrap_or(Truth::True);
             let mut evidence = vec![];
             let (status, detail) = if applies == Truth::False {
-                (ScreeningStatus::NotApplicable, "does not apply to this patient".to_string())
+                (
+                    ScreeningStatus::NotApplicable,
+                    "does not apply to this patient".to_string(),
+                )
             } else {
                 let mut missing = vec![];
                 let mut old = vec![];
@@ -39,7 +46,10 @@ pub fn checklist(kb: &Knowledge, facts: &Facts<'_>, fired: &[(usize, DrugId)]) -
                                 old.push(format!("{} ({})", def.name, r.date));
                             }
                             let (value, unit) = match &r.value {
-                                LabValue::Quantity(v) => (v.normalize().to_string(), def.quantity.map(|q| kb.units.quantity(q).canonical.clone())),
+                                LabValue::Quantity(v) => (
+                                    v.normalize().to_string(),
+                                    def.quantity.map(|q| kb.units.quantity(q).canonical.clone()),
+                                ),
                                 LabValue::Coded { label, .. } => (label.clone(), None),
                             };
                             evidence.push(Evidence {
@@ -59,7 +69,9 @@ pub fn checklist(kb: &Knowledge, facts: &Facts<'_>, fired: &[(usize, DrugId)]) -
                         .iter()
                         .filter(|m| m.valuesets.contains(&vs))
                         .map(|m| &facts.record.immunizations[m.index])
-                        .filter(|i| !matches!(i.status.as_deref(), Some("not-done" | "entered-in-error")))
+                        .filter(|i| {
+                            !matches!(i.status.as_deref(), Some("not-done" | "entered-in-error"))
+                        })
                         .collect();
                     if done.is_empty() {
                         missing.push(kb.valueset(vs).title.clone());
@@ -76,16 +88,31 @@ pub fn checklist(kb: &Knowledge, facts: &Facts<'_>, fired: &[(usize, DrugId)]) -
                     }
                 }
                 if !abnormal_for.is_empty() {
-                    (ScreeningStatus::Abnormal, format!("abnormal for {}", abnormal_for.join(", ")))
+                    (
+                        ScreeningStatus::Abnormal,
+                        format!("abnormal for {}", abnormal_for.join(", ")),
+                    )
                 } else if !missing.is_empty() {
-                    (ScreeningStatus::Missing, format!("not in the record: {}", missing.join(", ")))
+                    (
+                        ScreeningStatus::Missing,
+                        format!("not in the record: {}", missing.join(", ")),
+                    )
                 } else if !old.is_empty() {
                     let days = item.within_days.unwrap_or(0);
-                    (ScreeningStatus::TooOld, format!("older than {days} days: {}", old.join(", ")))
+                    (
+                        ScreeningStatus::TooOld,
+                        format!("older than {days} days: {}", old.join(", ")),
+                    )
                 } else if applies == Truth::Unknown {
-                    (ScreeningStatus::Missing, "cannot tell whether it applies: data needed".to_string())
+                    (
+                        ScreeningStatus::Missing,
+                        "cannot tell whether it applies: data needed".to_string(),
+                    )
                 } else {
-                    (ScreeningStatus::DoneNormal, "done, no abnormal finding".to_string())
+                    (
+                        ScreeningStatus::DoneNormal,
+                        "done, no abnormal finding".to_string(),
+                    )
                 }
             };
             ScreeningEntry {

@@ -165,7 +165,9 @@ mod tests {
     fn one_giga_per_litre_is_exactly_one_thousand_per_microlitre() {
         let t = table();
         let v = decimal_from_f64(1.0).unwrap_or_default();
-        let (c, _) = t.to_canonical(0, v, Some("10*9/L"), None).unwrap_or_default();
+        let (c, _) = t
+            .to_canonical(0, v, Some("10*9/L"), None)
+            .unwrap_or_default();
         assert_eq!(c, Decimal::from(1000));
         assert!(c >= Decimal::from(1000), "must not read as below 1000");
     }

@@ -58,7 +58,12 @@ pub fn list(kb: &Knowledge, format: ListFormat) -> anyhow::Result<()> {
                 .iter()
                 .map(|&c| {
                     let c = &kb.citations[c];
-                    format!("{} {}{}", c.source, c.section, if c.verified { "" } else { " [UNVERIFIED]" })
+                    format!(
+                        "{} {}{}",
+                        c.source,
+                        c.section,
+                        if c.verified { "" } else { " [UNVERIFIED]" }
+                    )
                 })
                 .collect(),
         })

@@ -17,7 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "jakguard", version, about = "Medication-safety checks for JAK inhibitors (tofacitinib, upadacitinib) in axial spondyloarthritis.\nSupports clinical judgement; does not replace it.")]
+#[command(
+    name = "jakguard",
+    version,
+    about = "Medication-safety checks for JAK inhibitors (tofacitinib, upadacitinib) in axial spondyloarthritis.\nSupports clinical judgement; does not replace it."
+)]
 struct Cli {
     /// Load the knowledge base from this directory instead of the embedded one.
     #[arg(long, global = true, value_name = "DIR")]
@@ -98,7 +102,19 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            let code = if e.downcast_ref::<UnusableInput>().is_some() { 2 } else { 1 };
+            // A reader that stops early (`| head`) is not an error of ours.
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
+            let code = if e.downcast_ref::<UnusableInput>().is_some() {
+                2
+            } else {
+                1
+            };
             eprintln!("jakguard: error: {e:#}");
             ExitCode::from(code)
         }
@@ -107,19 +123,30 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Assess { as_of, format, drugs, file } => {
+        Command::Assess {
+            as_of,
+            format,
+            drugs,
+            file,
+        } => {
             let kb = load_knowledge(cli.knowledge.as_deref())?;
             assess(&kb, as_of.as_deref(), format, &drugs, &file)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Knowledge { command: KnowledgeCommand::Check { dir } } => {
+        Command::Knowledge {
+            command: KnowledgeCommand::Check { dir },
+        } => {
             let dir = dir.or(cli.knowledge);
             let kb = load_knowledge(dir.as_deref())?;
-            let source = dir.map(|d| d.display().to_string()).unwrap_or_else(|| "embedded knowledge".into());
+            let source = dir
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|| "embedded knowledge".into());
             println!("{}", knowledge_cmd::summary(&kb, &source));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Knowledge { command: KnowledgeCommand::List { format } } => {
+        Command::Knowledge {
+            command: KnowledgeCommand::List { format },
+        } => {
             let kb = load_knowledge(cli.knowledge.as_deref())?;
             knowledge_cmd::list(&kb, format)?;
             Ok(ExitCode::SUCCESS)
@@ -129,25 +156,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Reads every `.toml` file under `dir` (sorted, for stable messages).
 fn read_knowledge_dir(dir: &Path) -> anyhow::Result<Vec<Source>> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<Source>) -> anyhow::Result<()> {
+    fn walk(dir: &Path, out: &mut Vec<Source>) -> anyhow::Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| unusable(format!("cannot read knowledge directory `{}`: {e}", dir.display())))?
+            .map_err(|e| {
+                unusable(format!(
+                    "cannot read knowledge directory `{}`: {e}",
+                    dir.display()
+                ))
+            })?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .collect();
         entries.sort();
         for p in entries {
             if p.is_dir() {
-                walk(&p, root, out)?;
+                walk(&p, out)?;
             } else if p.extension().is_some_and(|x| x == "toml") {
-                let text = std::fs::read_to_string(&p).map_err(|e| unusable(format!("cannot read `{}`: {e}", p.display())))?;
-                out.push(Source { path: p.display().to_string(), text });
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| unusable(format!("cannot read `{}`: {e}", p.display())))?;
+                out.push(Source {
+                    path: p.display().to_string(),
+                    text,
+                });
             }
         }
         Ok(())
     }
     let mut out = vec![];
-    walk(dir, dir, &mut out)?;
+    walk(dir, &mut out)?;
     Ok(out)
 }
 
@@ -159,9 +195,16 @@ pub fn load_knowledge(dir: Option<&Path>) -> anyhow::Result<Knowledge> {
     Knowledge::load(&sources).map_err(|e| unusable(e.to_string()))
 }
 
-fn assess(kb: &Knowledge, as_of: Option<&str>, format: Format, drug_names: &[String], file: &str) -> anyhow::Result<()> {
+fn assess(
+    kb: &Knowledge,
+    as_of: Option<&str>,
+    format: Format,
+    drug_names: &[String],
+    file: &str,
+) -> anyhow::Result<()> {
     let as_of = match as_of {
-        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| unusable(format!("--as-of `{s}` is not a date (YYYY-MM-DD)")))?,
+        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|_| unusable(format!("--as-of `{s}` is not a date (YYYY-MM-DD)")))?,
         None => chrono::Local::now().date_naive(),
     };
     let mut drugs = vec![];
@@ -170,29 +213,39 @@ fn assess(kb: &Knowledge, as_of: Option<&str>, format: Format, drug_names: &[Str
             Some(d) => drugs.push(d),
             None => {
                 let known: Vec<&str> = kb.drugs.iter().map(|d| d.id.as_str()).collect();
-                return Err(unusable(format!("unknown drug `{name}` (known: {})", known.join(", "))));
+                return Err(unusable(format!(
+                    "unknown drug `{name}` (known: {})",
+                    known.join(", ")
+                )));
             }
         }
     }
     let text = if file == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| unusable(format!("cannot read standard input: {e}")))?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| unusable(format!("cannot read standard input: {e}")))?;
         s
     } else {
-        let bytes = std::fs::read(file).map_err(|e| unusable(format!("cannot read `{file}`: {e}")))?;
+        let bytes =
+            std::fs::read(file).map_err(|e| unusable(format!("cannot read `{file}`: {e}")))?;
         String::from_utf8(bytes).map_err(|_| unusable(format!("`{file}` is not UTF-8 text")))?
     };
-    let record = engine::fhir::parse_bundle(&text).map_err(|e| unusable(format!("`{file}`: {e}")))?;
+    let record =
+        engine::fhir::parse_bundle(&text).map_err(|e| unusable(format!("`{file}`: {e}")))?;
     let report = engine::assess(kb, &record, &Options { as_of, drugs });
     let mut out = anstream::stdout();
     match format {
         Format::Json => {
-            let json = serde_json::to_string_pretty(&report).context("cannot serialise the report")?;
+            let json =
+                serde_json::to_string_pretty(&report).context("cannot serialise the report")?;
             use std::io::Write;
             writeln!(out, "{json}").context("cannot write the report")?;
         }
         Format::Text => render::text(&report, &mut out).context("cannot write the report")?,
-        Format::Markdown => render::markdown(&report, &mut out).context("cannot write the report")?,
+        Format::Markdown => {
+            render::markdown(&report, &mut out).context("cannot write the report")?
+        }
     }
     Ok(())
 }

@@ -64,29 +64,89 @@ pub fn text(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let who = format!(
         "patient {} ({}, {})",
         p.id.as_deref().unwrap_or("(no id)"),
-        p.age.map(|a| format!("{a} y")).unwrap_or_else(|| "age unknown".into()),
+        p.age
+            .map(|a| format!("{a} y"))
+            .unwrap_or_else(|| "age unknown".into()),
         p.sex.unwrap_or("sex unknown")
     );
-    writeln!(out, "{BOLD}JAKGuard assessment{BOLD:#} — {who} — as of {}", r.as_of)?;
-    writeln!(out, "{DIM}Knowledge {} · {}{DIM:#}", r.knowledge.version, r.knowledge.title)?;
+    writeln!(
+        out,
+        "{BOLD}JAKGuard assessment{BOLD:#} — {who} — as of {}",
+        r.as_of
+    )?;
+    writeln!(
+        out,
+        "{DIM}Knowledge {} · {}{DIM:#}",
+        r.knowledge.version, r.knowledge.title
+    )?;
     for a in &r.assessments {
         writeln!(out)?;
-        writeln!(out, "{BOLD}{} ({}){BOLD:#} — {}", a.drug.to_uppercase(), a.brands.join(", "), phase_text(a))?;
+        writeln!(
+            out,
+            "{BOLD}{} ({}){BOLD:#} — {}",
+            a.drug.to_uppercase(),
+            a.brands.join(", "),
+            phase_text(a)
+        )?;
         let ds = decision_style(a.decision);
         writeln!(out, "  Decision: {ds}{}{ds:#}", decision_text(a))?;
         match &a.dose {
-            Some(d) => writeln!(out, "  Dose: {}{}", d.text, if d.provisional { " (provisional until the data needed arrives)" } else { "" })?,
+            Some(d) => writeln!(
+                out,
+                "  Dose: {}{}",
+                d.text,
+                if d.provisional {
+                    " (provisional until the data needed arrives)"
+                } else {
+                    ""
+                }
+            )?,
             None => writeln!(out, "  Dose: none — do not start")?,
         }
-        for f in a.findings.iter().filter(|f| f.category != engine::kb::Category::DataQuality) {
+        // Data needed, grouped by what to order: the first thing a clinician acts on.
+        let mut orders: Vec<(String, Vec<String>)> = vec![];
+        for f in a
+            .findings
+            .iter()
+            .filter(|f| f.rule.starts_with("data-needed."))
+        {
+            let what = f.title.trim_start_matches("Data needed: ").to_string();
+            match orders.iter_mut().find(|(o, _)| *o == f.action) {
+                Some((_, w)) => w.push(what),
+                None => orders.push((f.action.clone(), vec![what])),
+            }
+        }
+        if !orders.is_empty() {
+            writeln!(out, "  {MAGENTA}Data needed — order or record:{MAGENTA:#}")?;
+            for (order, whats) in &orders {
+                writeln!(out, "    ? {order} {DIM}({}){DIM:#}", whats.join(", "))?;
+            }
+        }
+        for f in a.findings.iter().filter(|f| {
+            f.category != engine::kb::Category::DataQuality && !f.rule.starts_with("data-needed.")
+        }) {
             let st = decision_style(f.decision);
-            let unverified = if f.verified { "" } else { " [unverified knowledge: conservative reading]" };
+            let unverified = if f.verified {
+                ""
+            } else {
+                " [unverified knowledge: conservative reading]"
+            };
             writeln!(out, "  {st}{}{st:#} {}{unverified}", mark(f), f.summary)?;
             writeln!(out, "      → {}", f.action)?;
             for e in &f.evidence {
                 let mut line = e.text.clone();
-                if let Some(v) = &e.value {
-                    line.push_str(&format!(": {v}{}", e.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default()));
+                if let Some(v) = e
+                    .value
+                    .as_ref()
+                    .filter(|_| e.unit.as_deref() != Some("years"))
+                {
+                    line.push_str(&format!(
+                        ": {v}{}",
+                        e.unit
+                            .as_deref()
+                            .map(|u| format!(" {u}"))
+                            .unwrap_or_default()
+                    ));
                 }
                 if let Some(d) = e.date {
                     line.push_str(&format!(" on {d}"));
@@ -97,7 +157,7 @@ pub fn text(r: &Report, out: &mut impl Write) -> io::Result<()> {
                 line.push_str(engine::report::match_note(e.matched_by));
                 writeln!(out, "      {DIM}evidence: {line}{DIM:#}")?;
             }
-            let sources: Vec<String> = f.citations.iter().map(|c| format!("{} {}", c.source, c.section)).collect();
+            let sources: Vec<String> = f.citations.iter().map(|c| c.short.clone()).collect();
             if !sources.is_empty() {
                 writeln!(out, "      {DIM}source: {}{DIM:#}", sources.join("; "))?;
             }
@@ -113,7 +173,11 @@ pub fn text(r: &Report, out: &mut impl Write) -> io::Result<()> {
             ScreeningStatus::TooOld => ("? too old", MAGENTA),
             ScreeningStatus::NotApplicable => ("– n/a", DIM),
         };
-        writeln!(out, "  {st}{m:<11}{st:#} {} {DIM}({}){DIM:#}", s.title, s.detail)?;
+        writeln!(
+            out,
+            "  {st}{m:<11}{st:#} {} {DIM}({}){DIM:#}",
+            s.title, s.detail
+        )?;
     }
     if !r.monitoring.is_empty() {
         writeln!(out)?;
@@ -138,17 +202,32 @@ pub fn text(r: &Report, out: &mut impl Write) -> io::Result<()> {
         writeln!(out)?;
         writeln!(out, "{BOLD}Disease activity{BOLD:#}")?;
         for s in &r.scores {
-            writeln!(out, "  {} {} — {} ({})", s.name, s.value, s.state.as_deref().unwrap_or(""), s.date)?;
+            writeln!(
+                out,
+                "  {} {} — {} ({})",
+                s.name,
+                s.value,
+                s.state.as_deref().unwrap_or(""),
+                s.date
+            )?;
         }
     }
     if !r.errors.is_empty() {
         writeln!(out)?;
-        writeln!(out, "{YELLOW}Data quality: {} value(s) could not be used{YELLOW:#}", r.errors.len())?;
+        writeln!(
+            out,
+            "{YELLOW}Data quality: {} value(s) could not be used{YELLOW:#}",
+            r.errors.len()
+        )?;
         for e in r.errors.iter().take(10) {
             writeln!(out, "  {}: {}", e.location, e.message)?;
         }
         if r.errors.len() > 10 {
-            writeln!(out, "  … and {} more (see --format json)", r.errors.len() - 10)?;
+            writeln!(
+                out,
+                "  … and {} more (see --format json)",
+                r.errors.len() - 10
+            )?;
         }
     }
     writeln!(out)?;
@@ -163,21 +242,41 @@ pub fn markdown(r: &Report, out: &mut impl Write) -> io::Result<()> {
         out,
         "Patient `{}` · age {} · sex {} · as of {} · knowledge {} ({})\n",
         p.id.as_deref().unwrap_or("(no id)"),
-        p.age.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into()),
+        p.age
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".into()),
         p.sex.unwrap_or("unknown"),
         r.as_of,
         r.knowledge.version,
         r.knowledge.jurisdiction
     )?;
     for a in &r.assessments {
-        writeln!(out, "## {} ({}) — {}\n", a.drug, a.brands.join(", "), phase_text(a))?;
+        writeln!(
+            out,
+            "## {} ({}) — {}\n",
+            a.drug,
+            a.brands.join(", "),
+            phase_text(a)
+        )?;
         writeln!(out, "**Decision: {}**\n", decision_text(a))?;
         match &a.dose {
-            Some(d) => writeln!(out, "**Dose:** {}{}\n", d.text, if d.provisional { " *(provisional)*" } else { "" })?,
+            Some(d) => writeln!(
+                out,
+                "**Dose:** {}{}\n",
+                d.text,
+                if d.provisional {
+                    " *(provisional)*"
+                } else {
+                    ""
+                }
+            )?,
             None => writeln!(out, "**Dose:** none\n")?,
         }
         if !a.findings.is_empty() {
-            writeln!(out, "| | Finding | Action | Evidence | Source |\n|---|---|---|---|---|")?;
+            writeln!(
+                out,
+                "| | Finding | Action | Evidence | Source |\n|---|---|---|---|---|"
+            )?;
         }
         for f in &a.findings {
             let evidence: Vec<String> = f
@@ -186,7 +285,13 @@ pub fn markdown(r: &Report, out: &mut impl Write) -> io::Result<()> {
                 .map(|e| {
                     let mut s = e.text.clone();
                     if let Some(v) = &e.value {
-                        s.push_str(&format!(": {v}{}", e.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default()));
+                        s.push_str(&format!(
+                            ": {v}{}",
+                            e.unit
+                                .as_deref()
+                                .map(|u| format!(" {u}"))
+                                .unwrap_or_default()
+                        ));
                     }
                     if let Some(d) = e.date {
                         s.push_str(&format!(" ({d})"));
@@ -197,7 +302,14 @@ pub fn markdown(r: &Report, out: &mut impl Write) -> io::Result<()> {
             let sources: Vec<String> = f
                 .citations
                 .iter()
-                .map(|c| format!("{} {}{}", c.source, c.section, if c.verified { "" } else { " *(unverified)*" }))
+                .map(|c| {
+                    format!(
+                        "{} {}{}",
+                        c.source,
+                        c.section,
+                        if c.verified { "" } else { " *(unverified)*" }
+                    )
+                })
                 .collect();
             writeln!(
                 out,
@@ -211,21 +323,53 @@ pub fn markdown(r: &Report, out: &mut impl Write) -> io::Result<()> {
         }
         writeln!(out)?;
     }
-    writeln!(out, "## Screening\n\n| Item | Status | Detail |\n|---|---|---|")?;
+    writeln!(
+        out,
+        "## Screening\n\n| Item | Status | Detail |\n|---|---|---|"
+    )?;
     for s in &r.screening {
-        let status = serde_json::to_value(s.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        writeln!(out, "| {} | {} | {} |", cell(&s.title), status, cell(&s.detail))?;
+        let status = serde_json::to_value(s.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "| {} | {} | {} |",
+            cell(&s.title),
+            status,
+            cell(&s.detail)
+        )?;
     }
-    writeln!(out, "\n## Monitoring\n\n| Drug | Test | Status | Due |\n|---|---|---|---|")?;
+    writeln!(
+        out,
+        "\n## Monitoring\n\n| Drug | Test | Status | Due |\n|---|---|---|---|"
+    )?;
     for m in &r.monitoring {
-        let status = serde_json::to_value(m.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let status = serde_json::to_value(m.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         let due = m.due_by.map(|d| d.to_string()).unwrap_or_default();
-        writeln!(out, "| {} | {} | {} | {} |", m.drug, cell(&m.title), status, due)?;
+        writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            m.drug,
+            cell(&m.title),
+            status,
+            due
+        )?;
     }
     if !r.scores.is_empty() {
         writeln!(out, "\n## Disease activity\n")?;
         for s in &r.scores {
-            writeln!(out, "- {}: {} — {} ({})", s.name, s.value, s.state.as_deref().unwrap_or(""), s.date)?;
+            writeln!(
+                out,
+                "- {}: {} — {} ({})",
+                s.name,
+                s.value,
+                s.state.as_deref().unwrap_or(""),
+                s.date
+            )?;
         }
     }
     writeln!(out, "\n> {}", r.disclaimer)?;

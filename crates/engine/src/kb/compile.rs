@@ -26,7 +26,10 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn err(&mut self, at: At, message: impl Into<String>) {
         let src = &self.sources[at.file];
-        let line = src.text[..at.offset.min(src.text.len())].matches('\n').count() + 1;
+        let line = src.text[..at.offset.min(src.text.len())]
+            .matches('\n')
+            .count()
+            + 1;
         self.errors.push(KbError {
             path: src.path.clone(),
             line: Some(line),
@@ -59,7 +62,10 @@ impl Names {
     fn register(&mut self, ctx: &mut Ctx<'_>, file: usize, id: &Id) {
         let name = id.get_ref();
         if name.trim().is_empty() || name.chars().any(char::is_whitespace) {
-            ctx.err(at(file, id), format!("{} id `{name}` must be non-empty without spaces", self.kind));
+            ctx.err(
+                at(file, id),
+                format!("{} id `{name}` must be non-empty without spaces", self.kind),
+            );
         }
         let n = self.index.len();
         if self.index.insert(name.clone(), n).is_some() {
@@ -118,7 +124,13 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
         systems.insert(short.clone(), codes.add_system(short, uri));
     }
     if manifest.version.trim().is_empty() {
-        ctx.err(At { file: manifest_file, offset: 0 }, "`version` must not be empty");
+        ctx.err(
+            At {
+                file: manifest_file,
+                offset: 0,
+            },
+            "`version` must not be empty",
+        );
     }
 
     // ---- pass 1: register ids -------------------------------------------------------------
@@ -167,6 +179,7 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
         for c in &f.citation {
             citations.push(Citation {
                 id: c.id.get_ref().clone(),
+                short: c.short.clone(),
                 source: c.source.clone(),
                 section: c.section.clone(),
                 url: c.url.clone(),
@@ -177,9 +190,17 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
     }
     let cites = |ctx: &mut Ctx<'_>, fi: usize, owner: &Id, list: &[Id]| -> Vec<CitationId> {
         if list.is_empty() {
-            ctx.err(at(fi, owner), format!("`{}` has no citation: every statement needs its source", owner.get_ref()));
+            ctx.err(
+                at(fi, owner),
+                format!(
+                    "`{}` has no citation: every statement needs its source",
+                    owner.get_ref()
+                ),
+            );
         }
-        list.iter().filter_map(|c| n_cit.resolve(ctx, fi, c)).collect()
+        list.iter()
+            .filter_map(|c| n_cit.resolve(ctx, fi, c))
+            .collect()
     };
 
     // ---- units --------------------------------------------------------------------------
@@ -192,15 +213,37 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
                 match parse_factor(&u.factor) {
                     Some(fa) if !fa.is_zero() => {
                         if factors.insert(u.ucum.clone(), fa).is_some() {
-                            ctx.err(at(*fi, &q.id), format!("quantity `{}` lists unit `{}` twice", q.id.get_ref(), u.ucum));
+                            ctx.err(
+                                at(*fi, &q.id),
+                                format!(
+                                    "quantity `{}` lists unit `{}` twice",
+                                    q.id.get_ref(),
+                                    u.ucum
+                                ),
+                            );
                         }
                     }
-                    _ => ctx.err(at(*fi, &q.id), format!("unit `{}` of `{}`: factor `{}` is not a decimal or ratio", u.ucum, q.id.get_ref(), u.factor)),
+                    _ => ctx.err(
+                        at(*fi, &q.id),
+                        format!(
+                            "unit `{}` of `{}`: factor `{}` is not a decimal or ratio",
+                            u.ucum,
+                            q.id.get_ref(),
+                            u.factor
+                        ),
+                    ),
                 }
                 all_ucum.insert(u.ucum.clone());
             }
             if factors.get(&q.canonical) != Some(&Decimal::ONE) {
-                ctx.err(at(*fi, &q.id), format!("quantity `{}`: the canonical unit `{}` must be listed with factor 1", q.id.get_ref(), q.canonical));
+                ctx.err(
+                    at(*fi, &q.id),
+                    format!(
+                        "quantity `{}`: the canonical unit `{}` must be listed with factor 1",
+                        q.id.get_ref(),
+                        q.canonical
+                    ),
+                );
             }
             units.quantities.push(QuantityDef {
                 id: q.id.get_ref().clone(),
@@ -213,11 +256,26 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
     for (fi, f) in &files {
         for a in &f.alias {
             if !all_ucum.contains(&a.ucum) {
-                ctx.err(At { file: *fi, offset: 0 }, format!("alias `{}` points to `{}`, which no quantity lists", a.text, a.ucum));
+                ctx.err(
+                    At {
+                        file: *fi,
+                        offset: 0,
+                    },
+                    format!(
+                        "alias `{}` points to `{}`, which no quantity lists",
+                        a.text, a.ucum
+                    ),
+                );
             }
             let key = a.text.trim().to_lowercase();
             if units.aliases.insert(key, a.ucum.clone()).is_some() {
-                ctx.err(At { file: *fi, offset: 0 }, format!("alias `{}` is defined twice", a.text));
+                ctx.err(
+                    At {
+                        file: *fi,
+                        offset: 0,
+                    },
+                    format!("alias `{}` is defined twice", a.text),
+                );
             }
         }
     }
@@ -231,7 +289,22 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
             let sys = |ctx: &mut Ctx<'_>, s: &toml::Spanned<String>| {
                 let r = systems.get(s.get_ref()).copied();
                 if r.is_none() {
-                    ctx.err(At { file: *fi, offset: s.span().start }, format!("unknown code system `{}` (known: {})", s.get_ref(), manifest.systems.keys().cloned().collect::<Vec<_>>().join(", ")));
+                    ctx.err(
+                        At {
+                            file: *fi,
+                            offset: s.span().start,
+                        },
+                        format!(
+                            "unknown code system `{}` (known: {})",
+                            s.get_ref(),
+                            manifest
+                                .systems
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
                 }
                 r
             };
@@ -246,17 +319,33 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
                 }
             }
             for e in &v.exclude {
-                let Some(s) = sys(&mut ctx, &e.system) else { continue };
+                let Some(s) = sys(&mut ctx, &e.system) else {
+                    continue;
+                };
                 match (&e.code, &e.prefix) {
                     (Some(c), None) => codes.add_excluded_code(vid, s, c),
                     (None, Some(p)) => codes.add_excluded_prefix(vid, s, p),
-                    _ => ctx.err(at(*fi, &v.id), format!("value set `{}`: an exclusion needs exactly one of `code` or `prefix`", v.id.get_ref())),
+                    _ => ctx.err(
+                        at(*fi, &v.id),
+                        format!(
+                            "value set `{}`: an exclusion needs exactly one of `code` or `prefix`",
+                            v.id.get_ref()
+                        ),
+                    ),
                 }
             }
             if v.code.is_empty() && v.prefix.is_empty() {
-                ctx.err(at(*fi, &v.id), format!("value set `{}` has no code and no prefix", v.id.get_ref()));
+                ctx.err(
+                    at(*fi, &v.id),
+                    format!("value set `{}` has no code and no prefix", v.id.get_ref()),
+                );
             }
-            let text: Vec<String> = v.text.iter().map(|t| t.trim().to_lowercase()).filter(|t| !t.is_empty()).collect();
+            let text: Vec<String> = v
+                .text
+                .iter()
+                .map(|t| t.trim().to_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect();
             if !text.is_empty() {
                 text_valuesets.push(vid);
             }
@@ -275,17 +364,41 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
     for (fi, f) in &files {
         for l in &f.lab {
             let lid = labs.len();
-            let quantity = l.quantity.as_ref().and_then(|q| n_qty.resolve(&mut ctx, *fi, q));
+            let quantity = l
+                .quantity
+                .as_ref()
+                .and_then(|q| n_qty.resolve(&mut ctx, *fi, q));
             match (l.kind, &l.quantity) {
-                (LabKind::Quantity, None) => ctx.err(at(*fi, &l.id), format!("lab `{}` is a quantity but names no `quantity`", l.id.get_ref())),
-                (LabKind::Coded, Some(_)) => ctx.err(at(*fi, &l.id), format!("lab `{}` is coded and must not name a `quantity`", l.id.get_ref())),
+                (LabKind::Quantity, None) => ctx.err(
+                    at(*fi, &l.id),
+                    format!(
+                        "lab `{}` is a quantity but names no `quantity`",
+                        l.id.get_ref()
+                    ),
+                ),
+                (LabKind::Coded, Some(_)) => ctx.err(
+                    at(*fi, &l.id),
+                    format!(
+                        "lab `{}` is coded and must not name a `quantity`",
+                        l.id.get_ref()
+                    ),
+                ),
                 _ => {}
             }
             if l.computed.is_some() && l.kind != LabKind::Quantity {
-                ctx.err(at(*fi, &l.id), format!("lab `{}`: only quantity labs can be computed", l.id.get_ref()));
+                ctx.err(
+                    at(*fi, &l.id),
+                    format!(
+                        "lab `{}`: only quantity labs can be computed",
+                        l.id.get_ref()
+                    ),
+                );
             }
             if l.valuesets.is_empty() && l.computed.is_none() {
-                ctx.err(at(*fi, &l.id), format!("lab `{}` has no value set", l.id.get_ref()));
+                ctx.err(
+                    at(*fi, &l.id),
+                    format!("lab `{}` has no value set", l.id.get_ref()),
+                );
             }
             let mut vss = vec![];
             for v in &l.valuesets {
@@ -299,7 +412,10 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
                 let t = t.as_ref()?;
                 let r = Decimal::from_str(t.trim()).ok();
                 if r.is_none() {
-                    ctx.err(at(*fi, &l.id), format!("lab `{}`: `{t}` is not a number", l.id.get_ref()));
+                    ctx.err(
+                        at(*fi, &l.id),
+                        format!("lab `{}`: `{t}` is not a number", l.id.get_ref()),
+                    );
                 }
                 r
             };
@@ -321,18 +437,40 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
     let mut drugs = vec![];
     for (fi, f) in &files {
         for d in &f.drug {
-            let valueset = n_vs.resolve(&mut ctx, *fi, &d.valueset).map(|i| ValueSetId(i as u16));
+            let valueset = n_vs
+                .resolve(&mut ctx, *fi, &d.valueset)
+                .map(|i| ValueSetId(i as u16));
             let mut doses: Vec<Dose> = vec![];
             for dose in &d.dose {
                 if doses.iter().any(|x| x.id == *dose.id.get_ref()) {
-                    ctx.err(at(*fi, &dose.id), format!("duplicate dose id `{}` in drug `{}`", dose.id.get_ref(), d.id.get_ref()));
+                    ctx.err(
+                        at(*fi, &dose.id),
+                        format!(
+                            "duplicate dose id `{}` in drug `{}`",
+                            dose.id.get_ref(),
+                            d.id.get_ref()
+                        ),
+                    );
                 }
                 let mg = Decimal::from_str(dose.mg.trim()).ok();
                 if mg.is_none() {
-                    ctx.err(at(*fi, &dose.id), format!("dose `{}`: mg `{}` is not a number", dose.id.get_ref(), dose.mg));
+                    ctx.err(
+                        at(*fi, &dose.id),
+                        format!(
+                            "dose `{}`: mg `{}` is not a number",
+                            dose.id.get_ref(),
+                            dose.mg
+                        ),
+                    );
                 }
                 if dose.times_per_day == 0 {
-                    ctx.err(at(*fi, &dose.id), format!("dose `{}`: times_per_day must be at least 1", dose.id.get_ref()));
+                    ctx.err(
+                        at(*fi, &dose.id),
+                        format!(
+                            "dose `{}`: times_per_day must be at least 1",
+                            dose.id.get_ref()
+                        ),
+                    );
                 }
                 let citations = cites(&mut ctx, *fi, &dose.id, &dose.citations);
                 doses.push(Dose {
@@ -347,7 +485,14 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
             }
             let default_dose = doses.iter().position(|x| x.id == *d.default_dose.get_ref());
             if default_dose.is_none() {
-                ctx.err(at(*fi, &d.default_dose), format!("drug `{}`: unknown default dose `{}`", d.id.get_ref(), d.default_dose.get_ref()));
+                ctx.err(
+                    at(*fi, &d.default_dose),
+                    format!(
+                        "drug `{}`: unknown default dose `{}`",
+                        d.id.get_ref(),
+                        d.default_dose.get_ref()
+                    ),
+                );
             }
             let citations = cites(&mut ctx, *fi, &d.id, &d.citations);
             drugs.push(Drug {
@@ -363,32 +508,67 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
     }
 
     // ---- predicates -----------------------------------------------------------------------
-    let names = Resolvers { vs: &n_vs, lab: &n_lab };
+    let names = Resolvers {
+        vs: &n_vs,
+        lab: &n_lab,
+    };
 
     // ---- rules --------------------------------------------------------------------------
     let mut rules = vec![];
     for (fi, f) in &files {
         for r in &f.rule {
-            let ds: Vec<DrugId> = r.drugs.iter().filter_map(|d| n_drug.resolve(&mut ctx, *fi, d)).collect();
+            let ds: Vec<DrugId> = r
+                .drugs
+                .iter()
+                .filter_map(|d| n_drug.resolve(&mut ctx, *fi, d))
+                .collect();
             if r.drugs.is_empty() {
-                ctx.err(at(*fi, &r.id), format!("rule `{}` applies to no drug", r.id.get_ref()));
+                ctx.err(
+                    at(*fi, &r.id),
+                    format!("rule `{}` applies to no drug", r.id.get_ref()),
+                );
             }
             if let Some(dose) = &r.dose {
                 for &d in &ds {
-                    if !drugs.get(d).is_some_and(|x| x.doses.iter().any(|x| x.id == *dose)) {
-                        ctx.err(at(*fi, &r.id), format!("rule `{}`: drug `{}` has no dose `{dose}`", r.id.get_ref(), drugs.get(d).map(|x| x.id.as_str()).unwrap_or("?")));
+                    if !drugs
+                        .get(d)
+                        .is_some_and(|x| x.doses.iter().any(|x| x.id == *dose))
+                    {
+                        ctx.err(
+                            at(*fi, &r.id),
+                            format!(
+                                "rule `{}`: drug `{}` has no dose `{dose}`",
+                                r.id.get_ref(),
+                                drugs.get(d).map(|x| x.id.as_str()).unwrap_or("?")
+                            ),
+                        );
                     }
                 }
                 if r.decision == Decision::DoNotStart {
-                    ctx.err(at(*fi, &r.id), format!("rule `{}`: a do-not-start rule cannot set a dose", r.id.get_ref()));
+                    ctx.err(
+                        at(*fi, &r.id),
+                        format!(
+                            "rule `{}`: a do-not-start rule cannot set a dose",
+                            r.id.get_ref()
+                        ),
+                    );
                 }
             }
             if r.summary.trim().is_empty() || r.action.trim().is_empty() {
-                ctx.err(at(*fi, &r.id), format!("rule `{}` needs a summary and an action", r.id.get_ref()));
+                ctx.err(
+                    at(*fi, &r.id),
+                    format!("rule `{}` needs a summary and an action", r.id.get_ref()),
+                );
             }
             let citations = cites(&mut ctx, *fi, &r.id, &r.citations);
             if r.verified && !citations.iter().any(|&c| citations_verified(&files, c)) {
-                ctx.err(at(*fi, &r.id), format!("rule `{}` is marked verified but none of its citations is verified", r.id.get_ref()));
+                ctx.err(
+                    at(*fi, &r.id),
+                    format!(
+                        "rule `{}` is marked verified but none of its citations is verified",
+                        r.id.get_ref()
+                    ),
+                );
             }
             let when = names.pred(&mut ctx, *fi, &r.id, &r.when, &labs, &units);
             rules.push(Rule {
@@ -413,13 +593,28 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
     let mut screening = vec![];
     for (fi, f) in &files {
         for s in &f.screening {
-            let labs_ids: Vec<LabId> = s.labs.iter().filter_map(|l| n_lab.resolve(&mut ctx, *fi, l)).collect();
-            let immunization = s.immunization.as_ref().and_then(|v| n_vs.resolve(&mut ctx, *fi, v)).map(|i| ValueSetId(i as u16));
+            let labs_ids: Vec<LabId> = s
+                .labs
+                .iter()
+                .filter_map(|l| n_lab.resolve(&mut ctx, *fi, l))
+                .collect();
+            let immunization = s
+                .immunization
+                .as_ref()
+                .and_then(|v| n_vs.resolve(&mut ctx, *fi, v))
+                .map(|i| ValueSetId(i as u16));
             if s.labs.is_empty() && s.immunization.is_none() && s.abnormal_rules.is_empty() {
                 ctx.err(at(*fi, &s.id), format!("screening item `{}` needs labs, an immunization value set or abnormal rules", s.id.get_ref()));
             }
-            let abnormal_rules = s.abnormal_rules.iter().filter_map(|r| n_rule.resolve(&mut ctx, *fi, r)).collect();
-            let applies = s.applies.as_ref().and_then(|p| names.pred(&mut ctx, *fi, &s.id, p, &labs, &units));
+            let abnormal_rules = s
+                .abnormal_rules
+                .iter()
+                .filter_map(|r| n_rule.resolve(&mut ctx, *fi, r))
+                .collect();
+            let applies = s
+                .applies
+                .as_ref()
+                .and_then(|p| names.pred(&mut ctx, *fi, &s.id, p, &labs, &units));
             let citations = cites(&mut ctx, *fi, &s.id, &s.citations);
             screening.push(ScreeningItem {
                 id: s.id.get_ref().clone(),
@@ -440,12 +635,25 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
     for (fi, f) in &files {
         for m in &f.monitoring {
             let drug = n_drug.resolve(&mut ctx, *fi, &m.drug);
-            let labs_ids: Vec<LabId> = m.labs.iter().filter_map(|l| n_lab.resolve(&mut ctx, *fi, l)).collect();
+            let labs_ids: Vec<LabId> = m
+                .labs
+                .iter()
+                .filter_map(|l| n_lab.resolve(&mut ctx, *fi, l))
+                .collect();
             if m.first_from_week > m.first_to_week {
-                ctx.err(at(*fi, &m.id), format!("monitoring `{}`: first_from_week is after first_to_week", m.id.get_ref()));
+                ctx.err(
+                    at(*fi, &m.id),
+                    format!(
+                        "monitoring `{}`: first_from_week is after first_to_week",
+                        m.id.get_ref()
+                    ),
+                );
             }
             if m.labs.is_empty() {
-                ctx.err(at(*fi, &m.id), format!("monitoring `{}` names no lab", m.id.get_ref()));
+                ctx.err(
+                    at(*fi, &m.id),
+                    format!("monitoring `{}` names no lab", m.id.get_ref()),
+                );
             }
             let citations = cites(&mut ctx, *fi, &m.id, &m.citations);
             monitoring.push(MonitoringItem {
@@ -467,7 +675,13 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
     for (fi, f) in &files {
         for s in &f.score {
             let Some(formula) = Formula::from_id(s.id.get_ref()) else {
-                ctx.err(at(*fi, &s.id), format!("score `{}`: the engine knows the formulas basdai, asdas-crp and asdas-esr", s.id.get_ref()));
+                ctx.err(
+                    at(*fi, &s.id),
+                    format!(
+                        "score `{}`: the engine knows the formulas basdai, asdas-crp and asdas-esr",
+                        s.id.get_ref()
+                    ),
+                );
                 continue;
             };
             let mut inputs = vec![];
@@ -478,12 +692,18 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
                             inputs.push((need.to_string(), lid));
                         }
                     }
-                    None => ctx.err(at(*fi, &s.id), format!("score `{}` needs input `{need}`", s.id.get_ref())),
+                    None => ctx.err(
+                        at(*fi, &s.id),
+                        format!("score `{}` needs input `{need}`", s.id.get_ref()),
+                    ),
                 }
             }
             for k in s.inputs.keys().chain(s.answers.keys()) {
                 if !formula.inputs().contains(&k.as_str()) {
-                    ctx.err(at(*fi, &s.id), format!("score `{}`: unknown input `{k}`", s.id.get_ref()));
+                    ctx.err(
+                        at(*fi, &s.id),
+                        format!("score `{}`: unknown input `{k}`", s.id.get_ref()),
+                    );
                 }
             }
             let mut states = vec![];
@@ -491,9 +711,26 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
                 let from = Decimal::from_str(st.from.trim()).ok();
                 let to = st.to.as_ref().map(|t| Decimal::from_str(t.trim()).ok());
                 match (from, to) {
-                    (Some(from), None) => states.push(ScoreState { from, to: None, to_inclusive: st.to_inclusive, name: st.name.clone() }),
-                    (Some(from), Some(Some(to))) => states.push(ScoreState { from, to: Some(to), to_inclusive: st.to_inclusive, name: st.name.clone() }),
-                    _ => ctx.err(at(*fi, &s.id), format!("score `{}`: state `{}` has a bound that is not a number", s.id.get_ref(), st.name)),
+                    (Some(from), None) => states.push(ScoreState {
+                        from,
+                        to: None,
+                        to_inclusive: st.to_inclusive,
+                        name: st.name.clone(),
+                    }),
+                    (Some(from), Some(Some(to))) => states.push(ScoreState {
+                        from,
+                        to: Some(to),
+                        to_inclusive: st.to_inclusive,
+                        name: st.name.clone(),
+                    }),
+                    _ => ctx.err(
+                        at(*fi, &s.id),
+                        format!(
+                            "score `{}`: state `{}` has a bound that is not a number",
+                            s.id.get_ref(),
+                            st.name
+                        ),
+                    ),
                 }
             }
             let citations = cites(&mut ctx, *fi, &s.id, &s.citations);
@@ -557,21 +794,38 @@ impl Resolvers<'_> {
         units: &UnitTable,
     ) -> Option<Pred> {
         use raw::Predicate as P;
-        let vs = |ctx: &mut Ctx<'_>, id: &Id| self.vs.resolve(ctx, fi, id).map(|i| ValueSetId(i as u16));
+        let vs =
+            |ctx: &mut Ctx<'_>, id: &Id| self.vs.resolve(ctx, fi, id).map(|i| ValueSetId(i as u16));
         let owner_name = owner.get_ref();
         Some(match p {
             P::All(list) | P::Any(list) => {
                 if list.is_empty() {
-                    ctx.err(at(fi, owner), format!("`{owner_name}`: an empty `all`/`any`"));
+                    ctx.err(
+                        at(fi, owner),
+                        format!("`{owner_name}`: an empty `all`/`any`"),
+                    );
                 }
-                let inner: Vec<Pred> = list.iter().filter_map(|x| self.pred(ctx, fi, owner, x, labs, units)).collect();
-                if matches!(p, P::All(_)) { Pred::All(inner) } else { Pred::Any(inner) }
+                let inner: Vec<Pred> = list
+                    .iter()
+                    .filter_map(|x| self.pred(ctx, fi, owner, x, labs, units))
+                    .collect();
+                if matches!(p, P::All(_)) {
+                    Pred::All(inner)
+                } else {
+                    Pred::Any(inner)
+                }
             }
             P::Not(x) => Pred::Not(Box::new(self.pred(ctx, fi, owner, x, labs, units)?)),
             P::Lab(t) => {
                 let lab = self.lab.resolve(ctx, fi, &t.id)?;
                 let Some(q) = labs.get(lab).and_then(|l| l.quantity) else {
-                    ctx.err(at(fi, &t.id), format!("`{owner_name}`: lab `{}` is not a quantity; use `result`", t.id.get_ref()));
+                    ctx.err(
+                        at(fi, &t.id),
+                        format!(
+                            "`{owner_name}`: lab `{}` is not a quantity; use `result`",
+                            t.id.get_ref()
+                        ),
+                    );
                     return None;
                 };
                 let given: Vec<(Cmp, &String)> = [
@@ -595,15 +849,28 @@ impl Resolvers<'_> {
                     }
                 };
                 if t.consecutive == Some(0) {
-                    ctx.err(at(fi, &t.id), format!("`{owner_name}`: consecutive must be at least 1"));
+                    ctx.err(
+                        at(fi, &t.id),
+                        format!("`{owner_name}`: consecutive must be at least 1"),
+                    );
                 }
-                Pred::Lab { lab, cmp: *cmp, threshold, within_days: t.within_days, consecutive: t.consecutive.unwrap_or(1) }
+                Pred::Lab {
+                    lab,
+                    cmp: *cmp,
+                    threshold,
+                    within_days: t.within_days,
+                    consecutive: t.consecutive.unwrap_or(1),
+                }
             }
             P::LabDrop(t) => {
                 let lab = self.lab.resolve(ctx, fi, &t.id)?;
                 let q = labs.get(lab).and_then(|l| l.quantity)?;
                 match units.parse_threshold(q, &t.more_than) {
-                    Ok(more_than) => Pred::LabDrop { lab, more_than, within_days: t.within_days },
+                    Ok(more_than) => Pred::LabDrop {
+                        lab,
+                        more_than,
+                        within_days: t.within_days,
+                    },
                     Err(e) => {
                         ctx.err(at(fi, &t.id), format!("`{owner_name}`: {e}"));
                         return None;
@@ -613,19 +880,48 @@ impl Resolvers<'_> {
             P::Result(t) => {
                 let lab = self.lab.resolve(ctx, fi, &t.id)?;
                 if labs.get(lab).is_some_and(|l| l.kind != LabKind::Coded) {
-                    ctx.err(at(fi, &t.id), format!("`{owner_name}`: lab `{}` is not coded; use `lab`", t.id.get_ref()));
+                    ctx.err(
+                        at(fi, &t.id),
+                        format!(
+                            "`{owner_name}`: lab `{}` is not coded; use `lab`",
+                            t.id.get_ref()
+                        ),
+                    );
                 }
-                Pred::Result { lab, answers: vs(ctx, &t.answers)?, within_days: t.within_days, absent_is_false: t.absent == raw::Absent::False }
+                Pred::Result {
+                    lab,
+                    answers: vs(ctx, &t.answers)?,
+                    within_days: t.within_days,
+                    absent_is_false: t.absent == raw::Absent::False,
+                }
             }
-            P::Condition(t) => Pred::Condition { valueset: vs(ctx, &t.valueset)?, status: t.status, within_days: t.within_days },
-            P::Medication(t) => Pred::Medication { valueset: vs(ctx, &t.valueset)?, status: t.status },
-            P::Immunization(t) => Pred::Immunization { valueset: vs(ctx, &t.valueset)?, within_days: t.within_days },
-            P::Allergy(t) => Pred::Allergy { valueset: vs(ctx, &t.valueset)? },
+            P::Condition(t) => Pred::Condition {
+                valueset: vs(ctx, &t.valueset)?,
+                status: t.status,
+                within_days: t.within_days,
+            },
+            P::Medication(t) => Pred::Medication {
+                valueset: vs(ctx, &t.valueset)?,
+                status: t.status,
+            },
+            P::Immunization(t) => Pred::Immunization {
+                valueset: vs(ctx, &t.valueset)?,
+                within_days: t.within_days,
+            },
+            P::Allergy(t) => Pred::Allergy {
+                valueset: vs(ctx, &t.valueset)?,
+            },
             P::Age(t) => {
                 if t.at_least.is_none() && t.below.is_none() {
-                    ctx.err(at(fi, owner), format!("`{owner_name}`: an age test needs at_least or below"));
+                    ctx.err(
+                        at(fi, owner),
+                        format!("`{owner_name}`: an age test needs at_least or below"),
+                    );
                 }
-                Pred::Age { at_least: t.at_least, below: t.below }
+                Pred::Age {
+                    at_least: t.at_least,
+                    below: t.below,
+                }
             }
             P::Sex(t) => Pred::Sex(t.is),
         })

@@ -56,6 +56,7 @@ pub type RuleId = usize;
 #[derive(Debug, Clone)]
 pub struct Citation {
     pub id: String,
+    pub short: String,
     pub source: String,
     pub section: String,
     pub url: Option<String>,
@@ -239,8 +240,20 @@ impl Formula {
     pub fn inputs(self) -> &'static [&'static str] {
         match self {
             Formula::Basdai => &["q1", "q2", "q3", "q4", "q5", "q6"],
-            Formula::AsdasCrp => &["back-pain", "stiffness-duration", "patient-global", "peripheral", "crp"],
-            Formula::AsdasEsr => &["back-pain", "stiffness-duration", "patient-global", "peripheral", "esr"],
+            Formula::AsdasCrp => &[
+                "back-pain",
+                "stiffness-duration",
+                "patient-global",
+                "peripheral",
+                "crp",
+            ],
+            Formula::AsdasEsr => &[
+                "back-pain",
+                "stiffness-duration",
+                "patient-global",
+                "peripheral",
+                "esr",
+            ],
         }
     }
 }
@@ -309,9 +322,11 @@ impl Knowledge {
 
     pub fn drug_by_name(&self, name: &str) -> Option<DrugId> {
         let n = name.trim().to_lowercase();
-        self.drugs
-            .iter()
-            .position(|d| d.id == n || d.name.to_lowercase() == n || d.brands.iter().any(|b| b.to_lowercase() == n))
+        self.drugs.iter().position(|d| {
+            d.id == n
+                || d.name.to_lowercase() == n
+                || d.brands.iter().any(|b| b.to_lowercase() == n)
+        })
     }
 
     pub fn lab_by_name(&self, name: &str) -> Option<LabId> {

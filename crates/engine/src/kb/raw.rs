@@ -50,6 +50,8 @@ pub struct File {
 #[serde(deny_unknown_fields)]
 pub struct Citation {
     pub id: Id,
+    /// How the citation is shown in compact views (`XELJANZ USPI §2.1`).
+    pub short: String,
     pub source: String,
     pub section: String,
     pub url: Option<String>,

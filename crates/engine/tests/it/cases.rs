@@ -64,15 +64,22 @@ fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<DoseExpe
 }
 
 fn resource_key(r: &Value) -> String {
-    format!("{}/{}", r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or(""))
+    format!(
+        "{}/{}",
+        r["resourceType"].as_str().unwrap_or(""),
+        r["id"].as_str().unwrap_or("")
+    )
 }
 
 /// Builds the case's Bundle: the base (or inline bundle) with removals, patches and additions.
 pub fn bundle_of(case: &Case) -> Value {
     let mut bundle = match (&case.base, &case.bundle) {
         (Some(base), None) => {
-            let p = workspace().join("tests/cases/bases").join(format!("{base}.json"));
-            let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let p = workspace()
+                .join("tests/cases/bases")
+                .join(format!("{base}.json"));
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         }
         (None, Some(b)) => b.clone(),
@@ -107,7 +114,14 @@ pub fn run_case(case: &Case) -> Report {
     let bundle = bundle_of(case);
     let record = fhir::parse_bundle(&bundle.to_string()).expect("case bundle must be usable");
     let as_of = chrono::NaiveDate::parse_from_str(&case.as_of, "%Y-%m-%d").expect("as_of date");
-    assess(kb(), &record, &Options { as_of, drugs: vec![] })
+    assess(
+        kb(),
+        &record,
+        &Options {
+            as_of,
+            drugs: vec![],
+        },
+    )
 }
 
 fn check(path: &Path, case: &Case) -> Vec<String> {
@@ -129,24 +143,47 @@ fn check(path: &Path, case: &Case) -> Vec<String> {
             .findings
             .iter()
             .map(|f| f.rule.clone())
-            .filter(|r| !r.starts_with("data-needed.") && !r.starts_with("data-quality.") && !r.starts_with("monitoring."))
+            .filter(|r| {
+                !r.starts_with("data-needed.")
+                    && !r.starts_with("data-quality.")
+                    && !r.starts_with("monitoring.")
+            })
             .collect();
         let needed: BTreeSet<String> = a
             .findings
             .iter()
             .filter_map(|f| f.rule.strip_prefix("data-needed.").map(str::to_string))
             .collect();
-        let overdue: BTreeSet<String> = a.findings.iter().filter_map(|f| f.rule.strip_prefix("monitoring.").map(str::to_string)).collect();
-        let quality: BTreeSet<String> = a.findings.iter().filter_map(|f| f.rule.strip_prefix("data-quality.").map(str::to_string)).collect();
+        let overdue: BTreeSet<String> = a
+            .findings
+            .iter()
+            .filter_map(|f| f.rule.strip_prefix("monitoring.").map(str::to_string))
+            .collect();
+        let quality: BTreeSet<String> = a
+            .findings
+            .iter()
+            .filter_map(|f| f.rule.strip_prefix("data-quality.").map(str::to_string))
+            .collect();
         let summary = || {
-            a.findings.iter().map(|f| format!("    {} [{:?}] {}", f.rule, f.decision, f.summary)).collect::<Vec<_>>().join("\n")
+            a.findings
+                .iter()
+                .map(|f| format!("    {} [{:?}] {}", f.rule, f.decision, f.summary))
+                .collect::<Vec<_>>()
+                .join("\n")
         };
         if got_decision != want.decision {
-            errors.push(format!("{name} [{drug}]: decision `{got_decision}`, expected `{}`\n{}", want.decision, summary()));
+            errors.push(format!(
+                "{name} [{drug}]: decision `{got_decision}`, expected `{}`\n{}",
+                want.decision,
+                summary()
+            ));
         }
         let want_fires: BTreeSet<String> = want.fires.iter().cloned().collect();
         if fired != want_fires {
-            errors.push(format!("{name} [{drug}]: fired {fired:?}, expected {want_fires:?}\n{}", summary()));
+            errors.push(format!(
+                "{name} [{drug}]: fired {fired:?}, expected {want_fires:?}\n{}",
+                summary()
+            ));
         }
         for r in &want.does_not_fire {
             if kb().rule_by_name(r).is_none() {
@@ -159,34 +196,53 @@ fn check(path: &Path, case: &Case) -> Vec<String> {
         }
         let want_needed: BTreeSet<String> = want.data_needed.iter().cloned().collect();
         if needed != want_needed {
-            errors.push(format!("{name} [{drug}]: data needed {needed:?}, expected {want_needed:?}\n{}", summary()));
+            errors.push(format!(
+                "{name} [{drug}]: data needed {needed:?}, expected {want_needed:?}\n{}",
+                summary()
+            ));
         }
         let want_overdue: BTreeSet<String> = want.overdue.iter().cloned().collect();
         if overdue != want_overdue {
-            errors.push(format!("{name} [{drug}]: overdue {overdue:?}, expected {want_overdue:?}"));
+            errors.push(format!(
+                "{name} [{drug}]: overdue {overdue:?}, expected {want_overdue:?}"
+            ));
         }
         for q in &want.data_quality {
             if !quality.contains(q) {
-                errors.push(format!("{name} [{drug}]: expected a data-quality finding `{q}`, got {quality:?}"));
+                errors.push(format!(
+                    "{name} [{drug}]: expected a data-quality finding `{q}`, got {quality:?}"
+                ));
             }
         }
         if let Some(p) = &want.phase
             && a.phase != p
         {
-            errors.push(format!("{name} [{drug}]: phase `{}`, expected `{p}`", a.phase));
+            errors.push(format!(
+                "{name} [{drug}]: phase `{}`, expected `{p}`",
+                a.phase
+            ));
         }
         if let Some(dose) = &want.dose {
-            let got = a.dose.as_ref().map(|d| DoseExpect { mg: d.mg.try_into().unwrap_or(f64::NAN), times_per_day: d.times_per_day });
+            let got = a.dose.as_ref().map(|d| DoseExpect {
+                mg: d.mg.try_into().unwrap_or(f64::NAN),
+                times_per_day: d.times_per_day,
+            });
             if got != *dose {
                 errors.push(format!("{name} [{drug}]: dose {got:?}, expected {dose:?}"));
             }
         }
         for f in &a.findings {
             if f.summary.trim().is_empty() || f.action.trim().is_empty() {
-                errors.push(format!("{name} [{drug}]: finding `{}` without summary or action", f.rule));
+                errors.push(format!(
+                    "{name} [{drug}]: finding `{}` without summary or action",
+                    f.rule
+                ));
             }
             if f.citations.is_empty() && !f.rule.starts_with("data-quality.") {
-                errors.push(format!("{name} [{drug}]: finding `{}` without a citation", f.rule));
+                errors.push(format!(
+                    "{name} [{drug}]: finding `{}` without a citation",
+                    f.rule
+                ));
             }
         }
     }
@@ -206,8 +262,13 @@ pub fn load_cases() -> Vec<(std::path::PathBuf, Case)> {
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).expect("case file");
-            let case: Case = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            assert!(!case.description.trim().is_empty(), "{}: a case needs a description", p.display());
+            let case: Case =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(
+                !case.description.trim().is_empty(),
+                "{}: a case needs a description",
+                p.display()
+            );
             (p, case)
         })
         .collect()
@@ -218,7 +279,12 @@ fn every_case_gives_its_expected_assessment() {
     let cases = load_cases();
     assert!(!cases.is_empty(), "no cases found");
     let errors: Vec<String> = cases.iter().flat_map(|(p, c)| check(p, c)).collect();
-    assert!(errors.is_empty(), "{} case error(s):\n{}", errors.len(), errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "{} case error(s):\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
 }
 
 #[test]
@@ -241,5 +307,10 @@ fn every_rule_has_a_case_that_fires_it_and_one_that_does_not() {
             missing.push(format!("{}: no case shows it not firing", r.id));
         }
     }
-    assert!(missing.is_empty(), "{} gap(s):\n{}", missing.len(), missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "{} gap(s):\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
 }

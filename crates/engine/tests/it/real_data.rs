@@ -13,20 +13,44 @@ fn as_of() -> chrono::NaiveDate {
 fn every_synthea_bundle_is_assessed() {
     let Some(dir) = shared_data() else { return };
     let mut n = 0;
-    for e in std::fs::read_dir(dir.join("synthea-r4")).expect("synthea dir").flatten() {
+    for e in std::fs::read_dir(dir.join("synthea-r4"))
+        .expect("synthea dir")
+        .flatten()
+    {
         let p = e.path();
         if p.extension().is_none_or(|x| x != "json") {
             continue;
         }
         let text = std::fs::read_to_string(&p).expect("read");
         let record = fhir::parse_bundle(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        assert!(record.patient.birth_date.is_some(), "{}: no birth date read", p.display());
-        assert!(!record.observations.is_empty(), "{}: no observations read", p.display());
-        let report = assess(kb(), &record, &Options { as_of: as_of(), drugs: vec![] });
+        assert!(
+            record.patient.birth_date.is_some(),
+            "{}: no birth date read",
+            p.display()
+        );
+        assert!(
+            !record.observations.is_empty(),
+            "{}: no observations read",
+            p.display()
+        );
+        let report = assess(
+            kb(),
+            &record,
+            &Options {
+                as_of: as_of(),
+                drugs: vec![],
+            },
+        );
         assert_eq!(report.assessments.len(), 2);
         // Synthea patients have no axial SpA: never eligible without a diagnosis.
         for a in &report.assessments {
-            assert!(a.findings.iter().any(|f| f.rule.ends_with("axspa-diagnosis-missing")), "{}", p.display());
+            assert!(
+                a.findings
+                    .iter()
+                    .any(|f| f.rule.ends_with("axspa-diagnosis-missing")),
+                "{}",
+                p.display()
+            );
         }
         serde_json::to_string(&report).expect("serialise");
         n += 1;
@@ -38,7 +62,10 @@ fn every_synthea_bundle_is_assessed() {
 fn every_official_example_is_assessed_or_rejected_cleanly() {
     let Some(dir) = shared_data() else { return };
     let (mut ok, mut rejected) = (0, 0);
-    for e in std::fs::read_dir(dir.join("fhir-r4-examples")).expect("examples dir").flatten() {
+    for e in std::fs::read_dir(dir.join("fhir-r4-examples"))
+        .expect("examples dir")
+        .flatten()
+    {
         let p = e.path();
         if p.extension().is_none_or(|x| x != "json") {
             continue;
@@ -46,11 +73,22 @@ fn every_official_example_is_assessed_or_rejected_cleanly() {
         let text = std::fs::read_to_string(&p).expect("read");
         match fhir::parse_bundle(&text) {
             Ok(record) => {
-                assess(kb(), &record, &Options { as_of: as_of(), drugs: vec![] });
+                assess(
+                    kb(),
+                    &record,
+                    &Options {
+                        as_of: as_of(),
+                        drugs: vec![],
+                    },
+                );
                 ok += 1;
             }
             Err(e) => {
-                assert!(!e.message.is_empty() && !e.location.is_empty(), "{}", p.display());
+                assert!(
+                    !e.message.is_empty() && !e.location.is_empty(),
+                    "{}",
+                    p.display()
+                );
                 rejected += 1;
             }
         }

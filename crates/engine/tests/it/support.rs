@@ -26,6 +26,9 @@ pub fn shared_data() -> Option<PathBuf> {
     if std::env::var("JAKGUARD_REQUIRE_SHARED").is_ok_and(|v| v == "1") {
         panic!("{} is missing but JAKGUARD_REQUIRE_SHARED=1", dir.display());
     }
-    eprintln!("note: {} not found; skipping tests on external data", dir.display());
+    eprintln!(
+        "note: {} not found; skipping tests on external data",
+        dir.display()
+    );
     None
 }
