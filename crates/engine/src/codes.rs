@@ -24,13 +24,6 @@ pub struct ValueSet {
     pub code_count: usize,
 }
 
-#[derive(Debug, Clone)]
-struct PrefixEntry {
-    system: SystemId,
-    prefix: String,
-    valueset: ValueSetId,
-}
-
 /// How a resource was matched to a value set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -41,15 +34,51 @@ pub enum MatchKind {
     Text,
 }
 
+/// Codes and prefixes of one code system. Prefixes are looked up by the code's own leading
+/// substrings (one hash lookup per distinct prefix length), never by scanning every prefix.
+#[derive(Debug, Clone, Default)]
+struct SystemIndex {
+    exact: HashMap<String, Vec<ValueSetId>>,
+    prefixes: HashMap<String, Vec<ValueSetId>>,
+    prefix_lens: Vec<usize>,
+    excluded: HashMap<String, Vec<ValueSetId>>,
+    excluded_prefixes: HashMap<String, Vec<ValueSetId>>,
+    excluded_prefix_lens: Vec<usize>,
+}
+
+fn add_to(map: &mut HashMap<String, Vec<ValueSetId>>, key: String, vs: ValueSetId) {
+    let list = map.entry(key).or_default();
+    if !list.contains(&vs) {
+        list.push(vs);
+    }
+}
+
+fn add_len(lens: &mut Vec<usize>, len: usize) {
+    if !lens.contains(&len) {
+        lens.push(len);
+        lens.sort_unstable();
+    }
+}
+
+impl SystemIndex {
+    fn excludes(&self, code: &str, vs: ValueSetId) -> bool {
+        if self.excluded.get(code).is_some_and(|l| l.contains(&vs)) {
+            return true;
+        }
+        self.excluded_prefix_lens.iter().any(|&n| {
+            code.get(..n)
+                .and_then(|p| self.excluded_prefixes.get(p))
+                .is_some_and(|l| l.contains(&vs))
+        })
+    }
+}
+
 /// The compiled code index over all value sets.
 #[derive(Debug, Clone, Default)]
 pub struct CodeIndex {
     systems: HashMap<String, SystemId>,
     system_names: Vec<String>,
-    exact: HashMap<(SystemId, String), Vec<ValueSetId>>,
-    prefixes: Vec<PrefixEntry>,
-    excluded_codes: HashMap<(SystemId, String), Vec<ValueSetId>>,
-    excluded_prefixes: Vec<PrefixEntry>,
+    per_system: Vec<SystemIndex>,
     icd10cm: Option<SystemId>,
 }
 
@@ -57,6 +86,7 @@ impl CodeIndex {
     pub fn add_system(&mut self, short: &str, uri: &str) -> SystemId {
         let id = SystemId(self.system_names.len() as u8);
         self.system_names.push(short.to_string());
+        self.per_system.push(SystemIndex::default());
         self.systems.insert(uri.to_string(), id);
         if short == "icd10cm" {
             self.icd10cm = Some(id);
@@ -76,47 +106,45 @@ impl CodeIndex {
     }
 
     /// ICD-10-CM codes arrive both as `M45.A8` and `M45A8`; compare without dots, upper-case.
-    fn normalise(&self, system: SystemId, code: &str) -> String {
+    fn normalise<'c>(&self, system: SystemId, code: &'c str) -> std::borrow::Cow<'c, str> {
+        let code = code.trim();
         if Some(system) == self.icd10cm {
-            code.trim()
-                .chars()
+            code.chars()
                 .filter(|c| *c != '.')
                 .flat_map(char::to_uppercase)
-                .collect()
+                .collect::<String>()
+                .into()
         } else {
-            code.trim().to_string()
+            code.into()
         }
+    }
+
+    fn index_mut(&mut self, system: SystemId) -> &mut SystemIndex {
+        &mut self.per_system[system.0 as usize]
     }
 
     pub fn add_code(&mut self, vs: ValueSetId, system: SystemId, code: &str) {
-        let key = (system, self.normalise(system, code));
-        let list = self.exact.entry(key).or_default();
-        if !list.contains(&vs) {
-            list.push(vs);
-        }
+        let key = self.normalise(system, code).into_owned();
+        add_to(&mut self.index_mut(system).exact, key, vs);
     }
 
     pub fn add_prefix(&mut self, vs: ValueSetId, system: SystemId, prefix: &str) {
-        let prefix = self.normalise(system, prefix);
-        self.prefixes.push(PrefixEntry {
-            system,
-            prefix,
-            valueset: vs,
-        });
+        let key = self.normalise(system, prefix).into_owned();
+        let ix = self.index_mut(system);
+        add_len(&mut ix.prefix_lens, key.len());
+        add_to(&mut ix.prefixes, key, vs);
     }
 
     pub fn add_excluded_code(&mut self, vs: ValueSetId, system: SystemId, code: &str) {
-        let key = (system, self.normalise(system, code));
-        self.excluded_codes.entry(key).or_default().push(vs);
+        let key = self.normalise(system, code).into_owned();
+        add_to(&mut self.index_mut(system).excluded, key, vs);
     }
 
     pub fn add_excluded_prefix(&mut self, vs: ValueSetId, system: SystemId, prefix: &str) {
-        let prefix = self.normalise(system, prefix);
-        self.excluded_prefixes.push(PrefixEntry {
-            system,
-            prefix,
-            valueset: vs,
-        });
+        let key = self.normalise(system, prefix).into_owned();
+        let ix = self.index_mut(system);
+        add_len(&mut ix.excluded_prefix_lens, key.len());
+        add_to(&mut ix.excluded_prefixes, key, vs);
     }
 
     /// Adds to `out` every value set that contains `code` of the system with URI `system_uri`.
@@ -124,29 +152,29 @@ impl CodeIndex {
         let Some(system) = self.system_by_uri(system_uri) else {
             return;
         };
+        let ix = &self.per_system[system.0 as usize];
         let code = self.normalise(system, code);
+        let code = code.as_ref();
         let start = out.len();
-        if let Some(list) = self.exact.get(&(system, code.clone())) {
+        if let Some(list) = ix.exact.get(code) {
             out.extend(list.iter().copied());
         }
-        for p in &self.prefixes {
-            if p.system == system && code.starts_with(&p.prefix) {
-                out.push(p.valueset);
+        for &n in &ix.prefix_lens {
+            match code.get(..n) {
+                Some(p) => {
+                    if let Some(list) = ix.prefixes.get(p) {
+                        out.extend(list.iter().copied());
+                    }
+                }
+                None => break,
             }
         }
-        if out.len() == start {
+        if out.len() == start || (ix.excluded.is_empty() && ix.excluded_prefixes.is_empty()) {
             return;
         }
-        let excluded_exact = self.excluded_codes.get(&(system, code.clone()));
         let mut i = start;
         while i < out.len() {
-            let vs = out[i];
-            let by_code = excluded_exact.is_some_and(|l| l.contains(&vs));
-            let by_prefix = self
-                .excluded_prefixes
-                .iter()
-                .any(|p| p.valueset == vs && p.system == system && code.starts_with(&p.prefix));
-            if by_code || by_prefix {
+            if ix.excludes(code, out[i]) {
                 out.swap_remove(i);
             } else {
                 i += 1;
