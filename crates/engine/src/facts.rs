@@ -256,8 +256,28 @@ impl<'a> Facts<'a> {
                     Value::Concept(c) => (self.classify(c), c.label()),
                     Value::Text(t) => (self.answers_by_text(t), t.clone()),
                     Value::Boolean(b) => (vec![], b.to_string()),
-                    Value::Quantity { value, unit, .. } => {
-                        (vec![], format!("{value} {}", unit.as_deref().unwrap_or("")))
+                    Value::Quantity {
+                        value,
+                        unit,
+                        comparator,
+                        ..
+                    } => {
+                        let label = format!(
+                            "{}{value} {}",
+                            comparator.as_deref().unwrap_or(""),
+                            unit.as_deref().unwrap_or("")
+                        );
+                        // A number for a coded lab (a viral load) is read only where the
+                        // knowledge says how; a bound such as `<15` is below detection.
+                        let answer = def.numeric.map(|(above, pos, neg)| {
+                            let bound_below = matches!(comparator.as_deref(), Some("<" | "<="));
+                            if !bound_below && *value > above {
+                                pos
+                            } else {
+                                neg
+                            }
+                        });
+                        (answer.into_iter().collect(), label.trim().to_string())
                     }
                 };
                 for c in &obs.interpretation {
@@ -346,8 +366,8 @@ impl<'a> Facts<'a> {
     /// Adds results derived by formula (creatinine clearance, eGFR) from the latest inputs.
     fn compute_labs(&mut self) {
         let kb = self.kb;
-        let creat = kb.lab_by_name("creatinine");
-        let weight = kb.lab_by_name("body-weight");
+        let creat = kb.creatinine_lab;
+        let weight = kb.weight_lab;
         for (lab, def) in kb.labs.iter().enumerate() {
             let Some(formula) = def.computed else {
                 continue;

@@ -152,27 +152,31 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
             let Some(latest) = window.first() else {
                 return Outcome::unknown(missing_lab(f, *lab, results, *within_days));
             };
-            let needed = *consecutive as usize;
-            let considered: Vec<&LabResult> = window.iter().take(needed).copied().collect();
             let meets = |r: &LabResult| matches!(r.value, LabValue::Quantity(v) if cmp.holds(v, *threshold));
-            if !considered.iter().all(|r| meets(r)) {
+            if !meets(latest) {
                 return Outcome::f();
             }
-            if considered.len() < needed {
+            // "Confirmed by repeat testing": the latest result and the ones before it must all
+            // meet the threshold. A new low value after a normal one is not yet confirmed, and
+            // that is a reason to repeat the test, not to pass.
+            let needed = *consecutive as usize;
+            let run = window.iter().take(needed).take_while(|r| meets(r)).count();
+            if run < needed {
                 let def = &f.kb.labs[*lab];
                 return Outcome::unknown(Missing {
                     key: format!("lab:{}", def.id),
                     what: def.name.clone(),
                     order: format!("Repeat {}", def.order),
                     reason: format!(
-                        "a single result ({} on {}) needs confirmation by repeat testing",
+                        "{} on {} needs confirmation by repeat testing",
                         latest.original, latest.date
                     ),
                 });
             }
             Outcome::t(
-                considered
+                window
                     .iter()
+                    .take(needed)
                     .map(|r| lab_evidence(f, *lab, r))
                     .collect(),
             )
@@ -218,7 +222,10 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
             let results = &f.labs[*lab];
             let window = fresh(f, results, *within_days);
             let Some(latest) = window.first() else {
-                if *absent_is_false {
+                // `absent = "false"`: no result means "no"; but an old result that said "yes"
+                // is asked again rather than forgotten.
+                let stale_yes = results.first().is_some_and(|r| matches!(&r.value, LabValue::Coded { answers: a, .. } if a.contains(answers)));
+                if *absent_is_false && !stale_yes {
                     return Outcome::f();
                 }
                 return Outcome::unknown(missing_lab(f, *lab, results, *within_days));
@@ -234,6 +241,7 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
             valueset,
             status,
             within_days,
+            since_treatment_start,
         } => {
             let mut ev = vec![];
             for m in f
@@ -249,6 +257,12 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                     continue;
                 }
                 let date = c.onset.or(c.recorded);
+                if *since_treatment_start {
+                    match (ctx.treatment_start, date) {
+                        (Some(start), Some(d)) if d >= start => {}
+                        _ => continue,
+                    }
+                }
                 if let Some(days) = within_days {
                     let recent = match date {
                         Some(d) => d <= f.as_of && (f.as_of - d).num_days() <= i64::from(*days),
@@ -311,6 +325,7 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
         Pred::Immunization {
             valueset,
             within_days,
+            doses,
         } => {
             let mut ev = vec![];
             let mut undated = None;
@@ -343,15 +358,15 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                     matched_by: Some(m.by),
                 });
             }
-            match (ev.is_empty(), undated) {
-                (false, _) => Outcome::t(ev),
-                (true, Some(imm)) => Outcome::unknown(Missing {
+            match (ev.len() >= *doses as usize, undated) {
+                (true, _) => Outcome::t(ev),
+                (false, Some(imm)) => Outcome::unknown(Missing {
                     key: format!("date:{}", imm.reference),
                     what: format!("date of {}", imm.vaccine.label()),
                     order: "Record when the vaccine was given".into(),
                     reason: format!("{} has no date", imm.reference),
                 }),
-                (true, None) => Outcome::f(),
+                (false, None) => Outcome::f(),
             }
         }
         Pred::Allergy { valueset } => {
@@ -452,12 +467,13 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
     }
 }
 
-/// Results no older than `days`, latest first.
-fn fresh<'r>(f: &Facts<'_>, results: &'r [LabResult], days: u32) -> Vec<&'r LabResult> {
-    results
+/// Results no older than `days`, latest first: a prefix of the (date-sorted) results.
+fn fresh<'r>(f: &Facts<'_>, results: &'r [LabResult], days: u32) -> &'r [LabResult] {
+    let n = results
         .iter()
-        .filter(|r| (f.as_of - r.date).num_days() <= i64::from(days))
-        .collect()
+        .take_while(|r| (f.as_of - r.date).num_days() <= i64::from(days))
+        .count();
+    &results[..n]
 }
 
 fn missing_lab(f: &Facts<'_>, lab: LabId, results: &[LabResult], days: u32) -> Missing {

@@ -419,7 +419,33 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
                 }
                 r
             };
+            let numeric = l.numeric.as_ref().and_then(|n| {
+                if l.kind != LabKind::Coded {
+                    ctx.err(
+                        at(*fi, &l.id),
+                        format!(
+                            "lab `{}`: only coded labs take a `numeric` reading",
+                            l.id.get_ref()
+                        ),
+                    );
+                }
+                let above = Decimal::from_str(n.detected_above.trim()).ok();
+                if above.is_none() {
+                    ctx.err(
+                        at(*fi, &l.id),
+                        format!(
+                            "lab `{}`: detected_above `{}` is not a number",
+                            l.id.get_ref(),
+                            n.detected_above
+                        ),
+                    );
+                }
+                let pos = n_vs.resolve(&mut ctx, *fi, &n.positive)?;
+                let neg = n_vs.resolve(&mut ctx, *fi, &n.negative)?;
+                Some((above?, ValueSetId(pos as u16), ValueSetId(neg as u16)))
+            });
             labs.push(Lab {
+                numeric,
                 id: l.id.get_ref().clone(),
                 name: l.name.clone(),
                 order: l.order.clone(),
@@ -747,10 +773,26 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
         }
     }
 
+    let creatinine_lab = labs.iter().position(|l| l.id == "creatinine");
+    let weight_lab = labs.iter().position(|l| l.id == "body-weight");
+    for (fi, f) in &files {
+        for l in &f.lab {
+            let needs = match l.computed {
+                Some(Computed::CockcroftGault) => creatinine_lab.is_none() || weight_lab.is_none(),
+                Some(Computed::CkdEpi2021) => creatinine_lab.is_none(),
+                None => false,
+            };
+            if needs {
+                ctx.err(at(*fi, &l.id), format!("lab `{}` is computed from labs `creatinine` (and `body-weight`), which are not defined", l.id.get_ref()));
+            }
+        }
+    }
     if !ctx.errors.is_empty() {
         return Err(KbErrors(ctx.errors));
     }
     Ok(Knowledge {
+        creatinine_lab,
+        weight_lab,
         version: manifest.version,
         title: manifest.title,
         jurisdiction: manifest.jurisdiction,
@@ -899,15 +941,25 @@ impl Resolvers<'_> {
                 valueset: vs(ctx, &t.valueset)?,
                 status: t.status,
                 within_days: t.within_days,
+                since_treatment_start: t.since_treatment_start,
             },
             P::Medication(t) => Pred::Medication {
                 valueset: vs(ctx, &t.valueset)?,
                 status: t.status,
             },
-            P::Immunization(t) => Pred::Immunization {
-                valueset: vs(ctx, &t.valueset)?,
-                within_days: t.within_days,
-            },
+            P::Immunization(t) => {
+                if t.doses == Some(0) {
+                    ctx.err(
+                        at(fi, owner),
+                        format!("`{owner_name}`: doses must be at least 1"),
+                    );
+                }
+                Pred::Immunization {
+                    valueset: vs(ctx, &t.valueset)?,
+                    within_days: t.within_days,
+                    doses: t.doses.unwrap_or(1),
+                }
+            }
             P::Allergy(t) => Pred::Allergy {
                 valueset: vs(ctx, &t.valueset)?,
             },

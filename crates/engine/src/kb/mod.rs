@@ -75,6 +75,8 @@ pub struct Lab {
     pub computed: Option<Computed>,
     pub plausible_min: Option<Decimal>,
     pub plausible_max: Option<Decimal>,
+    /// (detected above, positive answers, negative answers) for numeric results of a coded lab.
+    pub numeric: Option<(Decimal, ValueSetId, ValueSetId)>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +158,7 @@ pub enum Pred {
         valueset: ValueSetId,
         status: ConditionStatus,
         within_days: Option<u32>,
+        since_treatment_start: bool,
     },
     Medication {
         valueset: ValueSetId,
@@ -164,6 +167,7 @@ pub enum Pred {
     Immunization {
         valueset: ValueSetId,
         within_days: Option<u32>,
+        doses: u32,
     },
     Allergy {
         valueset: ValueSetId,
@@ -301,6 +305,9 @@ pub struct Knowledge {
     pub labs_by_valueset: HashMap<ValueSetId, Vec<LabId>>,
     /// Value sets with free-text names, checked when a medication has no coded match.
     pub text_valuesets: Vec<ValueSetId>,
+    /// The labs the renal formulas read (`creatinine`, `body-weight`), if defined.
+    pub creatinine_lab: Option<LabId>,
+    pub weight_lab: Option<LabId>,
 }
 
 impl Knowledge {

@@ -154,6 +154,18 @@ pub struct Lab {
     /// Values outside this range (canonical unit) are a data-quality finding, not a result.
     pub plausible_min: Option<String>,
     pub plausible_max: Option<String>,
+    /// For coded labs that some labs report as a number (viral loads): how to read a number.
+    pub numeric: Option<NumericReading>,
+}
+
+/// Reading a numeric result of a coded lab: a value above `detected_above` (with no `<`
+/// comparator) is the `positive` answer, anything else the `negative` answer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumericReading {
+    pub detected_above: String,
+    pub positive: Id,
+    pub negative: Id,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -333,6 +345,10 @@ pub struct ConditionTest {
     pub status: ConditionStatus,
     /// For `status = "ever"`: only conditions with onset (or record) within this many days.
     pub within_days: Option<u32>,
+    /// Only conditions whose onset (or record date) is on or after the treatment start
+    /// (events during treatment). False when the patient is not on the drug.
+    #[serde(default)]
+    pub since_treatment_start: bool,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -368,6 +384,8 @@ pub struct ImmunizationTest {
     #[serde(rename = "in")]
     pub valueset: Id,
     pub within_days: Option<u32>,
+    /// At least this many doses (a vaccine series); default 1.
+    pub doses: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
