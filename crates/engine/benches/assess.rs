@@ -8,6 +8,10 @@ use jakguard_engine::{Knowledge, Options, assess, embedded_knowledge, fhir};
 use serde_json::{Value, json};
 use std::hint::black_box;
 
+// The same allocator as the `jakguard` binary, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn small_bundle() -> String {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -75,7 +79,34 @@ fn large_bundle() -> String {
         entries.push(json!({"fullUrl": format!("urn:uuid:{i}"), "resource": r}));
         i += 1;
     }
-    serde_json::to_string_pretty(&bundle).expect("json")
+    // Written as FHIR servers write it: `resourceType` first in every resource (serde_json's
+    // Value would sort it among the other keys).
+    let mut text =
+        String::from("{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[\n");
+    for (n, e) in bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .enumerate()
+    {
+        let mut r = e["resource"].clone();
+        let ty = r
+            .as_object_mut()
+            .and_then(|o| o.remove("resourceType"))
+            .expect("resourceType");
+        let rest = serde_json::to_string(&r).expect("json");
+        let full_url = e
+            .get("fullUrl")
+            .map(|u| format!("\"fullUrl\":{u},"))
+            .unwrap_or_default();
+        let sep = if n == 0 { "" } else { ",\n" };
+        text.push_str(&format!(
+            "{sep}{{{full_url}\"resource\":{{\"resourceType\":{ty},{}}}",
+            &rest[1..]
+        ));
+    }
+    text.push_str("\n]}\n");
+    text
 }
 
 fn benches(c: &mut Criterion) {
@@ -117,5 +148,44 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(assess_benches, benches);
+/// The largest Synthea R4 bundle in `../shared/data` (real-world shape, pretty-printed), if
+/// that directory is present.
+fn synthea_bundle() -> Option<String> {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/synthea-r4"
+    );
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    std::fs::read_to_string(files.last()?).ok()
+}
+
+fn real(c: &mut Criterion) {
+    let Some(text) = synthea_bundle() else { return };
+    let kb = Knowledge::load(&embedded_knowledge()).expect("knowledge");
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 27).expect("date");
+    let opts = Options {
+        as_of,
+        drugs: vec![],
+    };
+    let mut g = c.benchmark_group("synthea (largest bundle)");
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("parse", |b| {
+        b.iter(|| fhir::parse_bundle(black_box(&text)).expect("parse"))
+    });
+    g.bench_function("parse + facts + rules", |b| {
+        b.iter(|| {
+            let r = fhir::parse_bundle(black_box(&text)).expect("parse");
+            assess(&kb, &r, &opts)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(assess_benches, benches, real);
 criterion_main!(assess_benches);

@@ -12,6 +12,7 @@ use crate::record::{Gender, Record};
 use crate::report::*;
 use crate::{monitoring, scores, screening};
 use chrono::NaiveDate;
+use std::sync::Arc;
 
 /// What to assess: the date that counts as "now" and, optionally, which drugs.
 #[derive(Debug, Clone)]
@@ -69,21 +70,13 @@ pub fn assess(kb: &Knowledge, record: &Record, opts: &Options) -> Report {
     }
 }
 
-pub fn citations(kb: &Knowledge, ids: &[usize]) -> Vec<CitationOut> {
-    let mut out: Vec<CitationOut> = vec![];
+pub fn citations(kb: &Knowledge, ids: &[usize]) -> Vec<Arc<CitationOut>> {
+    let mut out: Vec<Arc<CitationOut>> = Vec::with_capacity(ids.len());
     for &i in ids {
-        let c = &kb.citations[i];
-        if out.iter().any(|x| x.id == c.id) {
-            continue;
+        let c = &kb.citations_out[i];
+        if !out.iter().any(|x| Arc::ptr_eq(x, c)) {
+            out.push(Arc::clone(c));
         }
-        out.push(CitationOut {
-            id: c.id.clone(),
-            short: c.short.clone(),
-            source: c.source.clone(),
-            section: c.section.clone(),
-            url: c.url.clone(),
-            verified: c.verified,
-        });
     }
     out
 }

@@ -394,16 +394,54 @@ fn reference_name(ty: &str, id: Option<&str>, location: &str) -> String {
 /// Who a resource is about, as written in `subject` / `patient`.
 type Subject = Option<String>;
 
+/// Resources of one kind and, beside them, who each is about. Kept apart so that the usual
+/// case — everything is about the one patient — needs no copying when the record is built.
+struct About<T> {
+    items: Vec<T>,
+    subjects: Vec<Subject>,
+}
+
+impl<T> Default for About<T> {
+    fn default() -> Self {
+        About {
+            items: vec![],
+            subjects: vec![],
+        }
+    }
+}
+
+impl<T> About<T> {
+    fn push(&mut self, subject: Subject, item: T) {
+        self.subjects.push(subject);
+        self.items.push(item);
+    }
+
+    /// The items `keep` accepts, in order.
+    fn keep(self, mut keep: impl FnMut(&Subject, &T) -> bool) -> Vec<T> {
+        let About {
+            mut items,
+            subjects,
+        } = self;
+        let mut i = 0;
+        items.retain(|t| {
+            let ok = keep(&subjects[i], t);
+            i += 1;
+            ok
+        });
+        items
+    }
+}
+
 /// Collects resources one at a time and builds the `Record` of one patient.
 #[derive(Default)]
 pub struct RecordBuilder {
     patients: Vec<(PatientInfo, Option<String>)>,
-    observations: Vec<(Subject, Observation)>,
-    conditions: Vec<(Subject, Condition)>,
+    observations: About<Observation>,
+    conditions: About<Condition>,
     medications: Vec<(Subject, MedicationUse, Option<String>)>,
-    immunizations: Vec<(Subject, Immunization)>,
-    allergies: Vec<(Subject, Allergy)>,
-    answers: Vec<(Subject, Answer)>,
+    immunizations: About<Immunization>,
+    allergies: About<Allergy>,
+    answers: About<Answer>,
     /// Medication resources by every name a reference may use (`Medication/1`, full URL, `#1`).
     medication_resources: Vec<(Vec<String>, Concept)>,
     issues: Vec<InputIssue>,
@@ -491,6 +529,11 @@ impl RecordBuilder {
         full_url: Option<&str>,
     ) -> Result<(), InputIssue> {
         let w: WPatient = parse_as(raw, location)?;
+        self.push_patient(w, location, full_url);
+        Ok(())
+    }
+
+    fn push_patient(&mut self, w: WPatient, location: &str, full_url: Option<&str>) {
         let birth_date = read_date(
             w.birth_date.as_deref(),
             location,
@@ -510,11 +553,15 @@ impl RecordBuilder {
             deceased: w.deceased_boolean.unwrap_or(false) || w.deceased_date_time.is_some(),
         };
         self.patients.push((info, full_url.map(str::to_string)));
-        Ok(())
     }
 
     fn add_observation(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
         let w: WObservation = parse_as(raw, location)?;
+        self.push_observation(w, location);
+        Ok(())
+    }
+
+    fn push_observation(&mut self, w: WObservation, location: &str) {
         let reference = reference_name("Observation", w.id.as_deref(), location);
         let date_text = w
             .effective_date_time
@@ -529,7 +576,7 @@ impl RecordBuilder {
         for (i, c) in w.component.unwrap_or_default().into_iter().enumerate() {
             let cref = format!("{reference}#component[{i}]");
             let cvalue = value_of(take_value!(c), &cref, &mut self.issues);
-            self.observations.push((
+            self.observations.push(
                 subject.clone(),
                 Observation {
                     reference: cref,
@@ -539,9 +586,9 @@ impl RecordBuilder {
                     value: cvalue,
                     interpretation: interpretation(c.interpretation),
                 },
-            ));
+            );
         }
-        self.observations.push((
+        self.observations.push(
             subject,
             Observation {
                 reference,
@@ -551,12 +598,16 @@ impl RecordBuilder {
                 value,
                 interpretation: interp,
             },
-        ));
-        Ok(())
+        );
     }
 
     fn add_condition(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
         let w: WCondition = parse_as(raw, location)?;
+        self.push_condition(w, location);
+        Ok(())
+    }
+
+    fn push_condition(&mut self, w: WCondition, location: &str) {
         let reference = reference_name("Condition", w.id.as_deref(), location);
         let onset_text = w
             .onset_date_time
@@ -574,7 +625,7 @@ impl RecordBuilder {
             "recordedDate",
             &mut self.issues,
         );
-        self.conditions.push((
+        self.conditions.push(
             w.subject.and_then(|s| s.reference),
             Condition {
                 reference,
@@ -585,8 +636,7 @@ impl RecordBuilder {
                 abatement,
                 recorded,
             },
-        ));
-        Ok(())
+        );
     }
 
     fn add_medication(
@@ -596,6 +646,11 @@ impl RecordBuilder {
         source: MedicationSource,
     ) -> Result<(), InputIssue> {
         let w: WMedicationUse = parse_as(raw, location)?;
+        self.push_medication(w, location, source);
+        Ok(())
+    }
+
+    fn push_medication(&mut self, w: WMedicationUse, location: &str, source: MedicationSource) {
         let ty = match source {
             MedicationSource::Request => "MedicationRequest",
             MedicationSource::Statement => "MedicationStatement",
@@ -656,7 +711,6 @@ impl RecordBuilder {
             },
             med_ref,
         ));
-        Ok(())
     }
 
     fn add_medication_resource(
@@ -666,6 +720,11 @@ impl RecordBuilder {
         full_url: Option<&str>,
     ) -> Result<(), InputIssue> {
         let w: WMedication = parse_as(raw, location)?;
+        self.push_medication_resource(w, full_url);
+        Ok(())
+    }
+
+    fn push_medication_resource(&mut self, w: WMedication, full_url: Option<&str>) {
         let mut names = vec![];
         if let Some(id) = &w.id {
             names.push(format!("Medication/{id}"));
@@ -674,11 +733,15 @@ impl RecordBuilder {
             names.push(u.to_string());
         }
         self.medication_resources.push((names, concept(w.code)));
-        Ok(())
     }
 
     fn add_immunization(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
         let w: WImmunization = parse_as(raw, location)?;
+        self.push_immunization(w, location);
+        Ok(())
+    }
+
+    fn push_immunization(&mut self, w: WImmunization, location: &str) {
         let reference = reference_name("Immunization", w.id.as_deref(), location);
         let date = read_date(
             w.occurrence_date_time.as_deref(),
@@ -686,7 +749,7 @@ impl RecordBuilder {
             "occurrenceDateTime",
             &mut self.issues,
         );
-        self.immunizations.push((
+        self.immunizations.push(
             w.patient.and_then(|p| p.reference),
             Immunization {
                 reference,
@@ -694,14 +757,18 @@ impl RecordBuilder {
                 status: w.status,
                 date,
             },
-        ));
-        Ok(())
+        );
     }
 
     fn add_allergy(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
         let w: WAllergy = parse_as(raw, location)?;
+        self.push_allergy(w, location);
+        Ok(())
+    }
+
+    fn push_allergy(&mut self, w: WAllergy, location: &str) {
         let reference = reference_name("AllergyIntolerance", w.id.as_deref(), location);
-        self.allergies.push((
+        self.allergies.push(
             w.patient.and_then(|p| p.reference),
             Allergy {
                 reference,
@@ -709,14 +776,18 @@ impl RecordBuilder {
                 clinical_status: status_code(w.clinical_status),
                 verification_status: status_code(w.verification_status),
             },
-        ));
-        Ok(())
+        );
     }
 
     fn add_questionnaire_response(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
         let w: WQuestionnaireResponse = parse_as(raw, location)?;
+        self.push_questionnaire_response(w, location);
+        Ok(())
+    }
+
+    fn push_questionnaire_response(&mut self, w: WQuestionnaireResponse, location: &str) {
         if matches!(w.status.as_deref(), Some("entered-in-error" | "stopped")) {
-            return Ok(());
+            return;
         }
         let reference = reference_name("QuestionnaireResponse", w.id.as_deref(), location);
         let date = read_date(
@@ -736,7 +807,7 @@ impl RecordBuilder {
                     .map(rust_decimal::Decimal::from)
                     .or_else(|| a.value_decimal.and_then(decimal_from_f64));
                 if let (Some(link_id), Some(value)) = (item.link_id.clone(), value) {
-                    self.answers.push((
+                    self.answers.push(
                         subject.clone(),
                         Answer {
                             reference: reference.clone(),
@@ -744,11 +815,10 @@ impl RecordBuilder {
                             value,
                             date,
                         },
-                    ));
+                    );
                 }
             }
         }
-        Ok(())
     }
 
     /// Builds the record of the one patient in the input. Resources about someone else are
@@ -801,36 +871,11 @@ impl RecordBuilder {
             }
             ok
         };
-        let observations = self
-            .observations
-            .into_iter()
-            .filter(|(s, o)| keep(s, &o.reference))
-            .map(|x| x.1)
-            .collect();
-        let conditions = self
-            .conditions
-            .into_iter()
-            .filter(|(s, c)| keep(s, &c.reference))
-            .map(|x| x.1)
-            .collect();
-        let immunizations = self
-            .immunizations
-            .into_iter()
-            .filter(|(s, c)| keep(s, &c.reference))
-            .map(|x| x.1)
-            .collect();
-        let allergies = self
-            .allergies
-            .into_iter()
-            .filter(|(s, c)| keep(s, &c.reference))
-            .map(|x| x.1)
-            .collect();
-        let answers = self
-            .answers
-            .into_iter()
-            .filter(|(s, c)| keep(s, &c.reference))
-            .map(|x| x.1)
-            .collect();
+        let observations = self.observations.keep(|s, o| keep(s, &o.reference));
+        let conditions = self.conditions.keep(|s, c| keep(s, &c.reference));
+        let immunizations = self.immunizations.keep(|s, c| keep(s, &c.reference));
+        let allergies = self.allergies.keep(|s, c| keep(s, &c.reference));
+        let answers = self.answers.keep(|s, c| keep(s, &c.reference));
         let mut medications = vec![];
         let mut unresolved = vec![];
         for (subject, mut m, med_ref) in self.medications {
@@ -872,8 +917,317 @@ impl RecordBuilder {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Single-pass reading: each entry's resource is typed by its leading `resourceType` and
+// parsed straight into its wire struct. Any surprise (a type error, `resourceType` not
+// first, a nested Bundle) falls back to the resilient two-pass reading below, which reports
+// every problem with its JSON path; the fast path therefore never loses a diagnostic.
+// ---------------------------------------------------------------------------------------
+
+enum Typed {
+    Patient(WPatient),
+    Observation(WObservation),
+    Condition(WCondition),
+    MedicationUse(WMedicationUse, MedicationSource),
+    Medication(WMedication),
+    Immunization(WImmunization),
+    Allergy(WAllergy),
+    QuestionnaireResponse(WQuestionnaireResponse),
+    Other,
+}
+
+/// The first member name of a resource: `resourceType` (no allocation) or another name.
+enum FirstKey {
+    ResourceType,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for FirstKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FirstKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FirstKey, E> {
+                Ok(if v == "resourceType" {
+                    FirstKey::ResourceType
+                } else {
+                    FirstKey::Other(v.to_string())
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Types a resource whose `resourceType` is not its first member: buffered, then typed.
+fn typed_from_map<'de, A: serde::de::MapAccess<'de>>(
+    first: String,
+    mut map: A,
+) -> Result<Typed, A::Error> {
+    use serde::de::Error;
+    let mut object = serde_json::Map::new();
+    let value: serde_json::Value = map.next_value()?;
+    object.insert(first, value);
+    while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+        object.insert(k, v);
+    }
+    let kind = match object.get("resourceType").and_then(|v| v.as_str()) {
+        Some(t) => {
+            Kind::deserialize(serde_json::Value::String(t.to_string())).map_err(A::Error::custom)?
+        }
+        None => return Err(A::Error::custom("resource without `resourceType`")),
+    };
+    let value = serde_json::Value::Object(object);
+    let e = A::Error::custom;
+    Ok(match kind {
+        Kind::Patient => Typed::Patient(WPatient::deserialize(value).map_err(e)?),
+        Kind::Observation => Typed::Observation(WObservation::deserialize(value).map_err(e)?),
+        Kind::Condition => Typed::Condition(WCondition::deserialize(value).map_err(e)?),
+        Kind::Use(src) => Typed::MedicationUse(WMedicationUse::deserialize(value).map_err(e)?, src),
+        Kind::Medication => Typed::Medication(WMedication::deserialize(value).map_err(e)?),
+        Kind::Immunization => Typed::Immunization(WImmunization::deserialize(value).map_err(e)?),
+        Kind::Allergy => Typed::Allergy(WAllergy::deserialize(value).map_err(e)?),
+        Kind::QuestionnaireResponse => {
+            Typed::QuestionnaireResponse(WQuestionnaireResponse::deserialize(value).map_err(e)?)
+        }
+        Kind::Bundle => return Err(A::Error::custom("nested Bundle")),
+        Kind::Other => Typed::Other,
+    })
+}
+
+/// The resource types JAKGuard reads, from the `resourceType` string.
+#[derive(Clone, Copy)]
+enum Kind {
+    Patient,
+    Observation,
+    Condition,
+    Use(MedicationSource),
+    Medication,
+    Immunization,
+    Allergy,
+    QuestionnaireResponse,
+    Bundle,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Kind;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a resource type")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Kind, E> {
+                Ok(match v {
+                    "Patient" => Kind::Patient,
+                    "Observation" => Kind::Observation,
+                    "Condition" => Kind::Condition,
+                    "MedicationRequest" => Kind::Use(MedicationSource::Request),
+                    "MedicationStatement" => Kind::Use(MedicationSource::Statement),
+                    "MedicationAdministration" => Kind::Use(MedicationSource::Administration),
+                    "MedicationDispense" => Kind::Use(MedicationSource::Dispense),
+                    "Medication" => Kind::Medication,
+                    "Immunization" => Kind::Immunization,
+                    "AllergyIntolerance" => Kind::Allergy,
+                    "QuestionnaireResponse" => Kind::QuestionnaireResponse,
+                    "Bundle" => Kind::Bundle,
+                    _ => Kind::Other,
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Typed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Typed;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a FHIR resource")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Typed, A::Error> {
+                use serde::de::Error;
+                match map.next_key::<FirstKey>()? {
+                    Some(FirstKey::ResourceType) => {}
+                    Some(FirstKey::Other(first)) => return typed_from_map(first, map),
+                    None => return Err(A::Error::custom("an empty resource")),
+                }
+                let kind: Kind = map.next_value()?;
+                let rest = serde::de::value::MapAccessDeserializer::new(map);
+                Ok(match kind {
+                    Kind::Patient => Typed::Patient(WPatient::deserialize(rest)?),
+                    Kind::Observation => Typed::Observation(WObservation::deserialize(rest)?),
+                    Kind::Condition => Typed::Condition(WCondition::deserialize(rest)?),
+                    Kind::Use(src) => Typed::MedicationUse(WMedicationUse::deserialize(rest)?, src),
+                    Kind::Medication => Typed::Medication(WMedication::deserialize(rest)?),
+                    Kind::Immunization => Typed::Immunization(WImmunization::deserialize(rest)?),
+                    Kind::Allergy => Typed::Allergy(WAllergy::deserialize(rest)?),
+                    Kind::QuestionnaireResponse => {
+                        Typed::QuestionnaireResponse(WQuestionnaireResponse::deserialize(rest)?)
+                    }
+                    Kind::Bundle => return Err(A::Error::custom("nested Bundle")),
+                    Kind::Other => {
+                        serde::de::IgnoredAny::deserialize(rest)?;
+                        Typed::Other
+                    }
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FastEntry {
+    full_url: Option<String>,
+    resource: Option<Typed>,
+}
+
+impl RecordBuilder {
+    /// Adds one entry read by the single-pass reader.
+    fn push_entry(&mut self, i: usize, entry: FastEntry) {
+        let Some(resource) = entry.resource else {
+            self.issue(&format!("entry[{i}]"), "entry without a resource");
+            return;
+        };
+        self.resource_count += 1;
+        let location = format!("entry[{i}].resource");
+        let full_url = entry.full_url.as_deref();
+        match resource {
+            Typed::Patient(w) => self.push_patient(w, &location, full_url),
+            Typed::Observation(w) => self.push_observation(w, &location),
+            Typed::Condition(w) => self.push_condition(w, &location),
+            Typed::MedicationUse(w, src) => self.push_medication(w, &location, src),
+            Typed::Medication(w) => self.push_medication_resource(w, full_url),
+            Typed::Immunization(w) => self.push_immunization(w, &location),
+            Typed::Allergy(w) => self.push_allergy(w, &location),
+            Typed::QuestionnaireResponse(w) => self.push_questionnaire_response(w, &location),
+            Typed::Other => {}
+        }
+    }
+}
+
+/// The Bundle's members that matter to the single-pass reader.
+enum BundleKey {
+    ResourceType,
+    Entry,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for BundleKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = BundleKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BundleKey, E> {
+                Ok(match v {
+                    "resourceType" => BundleKey::ResourceType,
+                    "entry" => BundleKey::Entry,
+                    _ => BundleKey::Other,
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Reads a Bundle, streaming each entry into the builder as it is parsed (no list of
+/// entries is held). Returns whether the document said `"resourceType": "Bundle"`.
+struct BundleSeed<'b>(&'b mut RecordBuilder);
+
+impl<'de> serde::de::DeserializeSeed<'de> for BundleSeed<'_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BundleSeed<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a FHIR Bundle")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut is_bundle = false;
+        while let Some(key) = map.next_key::<BundleKey>()? {
+            match key {
+                BundleKey::ResourceType => is_bundle = map.next_value::<String>()? == "Bundle",
+                BundleKey::Entry => map.next_value_seed(EntriesSeed(&mut *self.0))?,
+                BundleKey::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(is_bundle)
+    }
+}
+
+struct EntriesSeed<'b>(&'b mut RecordBuilder);
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of Bundle entries")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while let Some(entry) = seq.next_element::<FastEntry>()? {
+            self.0.push_entry(i, entry);
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The single-pass reading; `None` when the resilient reading must take over.
+fn parse_bundle_fast(text: &str) -> Option<RecordBuilder> {
+    use serde::de::DeserializeSeed;
+    let mut b = RecordBuilder::new();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let is_bundle = BundleSeed(&mut b).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    is_bundle.then_some(b)
+}
+
 /// Parses a FHIR R4 Bundle (any type: collection, searchset, transaction…) into a record.
 pub fn parse_bundle(text: &str) -> Result<Record, InputError> {
+    let builder = match parse_bundle_fast(text) {
+        Some(b) => b,
+        None => parse_bundle_resilient(text)?,
+    };
+    let record = builder.finish()?;
+    if record.patient.id.is_none() && record.patient.birth_date.is_none() {
+        return Err(InputError::new(
+            "Bundle",
+            "no Patient resource: JAKGuard needs the patient (age, sex) to assess",
+        ));
+    }
+    Ok(record)
+}
+
+/// Reads the Bundle entry by entry, so that one malformed resource is reported with its
+/// JSON path and the others are still read.
+fn parse_bundle_resilient(text: &str) -> Result<RecordBuilder, InputError> {
     let bundle: WBundle<'_> = match serde_json::from_str(text) {
         Ok(b) => b,
         Err(e) if e.is_syntax() || e.is_eof() => {
@@ -923,14 +1277,7 @@ pub fn parse_bundle(text: &str) -> Result<Record, InputError> {
             None => builder.issue(&format!("entry[{i}]"), "entry without a resource"),
         }
     }
-    let record = builder.finish()?;
-    if record.patient.id.is_none() && record.patient.birth_date.is_none() {
-        return Err(InputError::new(
-            "Bundle",
-            "no Patient resource: JAKGuard needs the patient (age, sex) to assess",
-        ));
-    }
-    Ok(record)
+    Ok(builder)
 }
 
 #[cfg(test)]
@@ -981,5 +1328,29 @@ mod tests {
             r.issues
         );
         assert!(r.issues.iter().any(|i| i.location == "Observation/other"));
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    #[test]
+    fn synthea_takes_the_fast_path() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/data/synthea-r4"
+        );
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten().take(5) {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(parse_bundle_fast(&text).is_some(), "{}", p.display());
+        }
     }
 }

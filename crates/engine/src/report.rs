@@ -9,6 +9,7 @@ use crate::predicate::Evidence;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -66,7 +67,7 @@ pub struct DoseAdvice {
     pub basis: Vec<String>,
     /// True while data is still needed: the dose may change once it arrives.
     pub provisional: bool,
-    pub citations: Vec<CitationOut>,
+    pub citations: Vec<Arc<CitationOut>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,7 +80,7 @@ pub struct Finding {
     pub decision: Decision,
     pub summary: String,
     pub action: String,
-    pub citations: Vec<CitationOut>,
+    pub citations: Vec<Arc<CitationOut>>,
     pub evidence: Vec<Evidence>,
     /// False when the knowledge behind it could not be checked against the label: the
     /// conservative reading was encoded.
@@ -121,7 +122,7 @@ pub struct ScreeningEntry {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub abnormal_for: Vec<String>,
     pub action: String,
-    pub citations: Vec<CitationOut>,
+    pub citations: Vec<Arc<CitationOut>>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -151,7 +152,7 @@ pub struct MonitoringEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_done: Option<NaiveDate>,
     pub verified: bool,
-    pub citations: Vec<CitationOut>,
+    pub citations: Vec<Arc<CitationOut>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -172,7 +173,7 @@ pub struct ScoreResult {
     pub state: Option<String>,
     pub date: NaiveDate,
     pub inputs: Vec<ScoreInput>,
-    pub citations: Vec<CitationOut>,
+    pub citations: Vec<Arc<CitationOut>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -790,7 +790,21 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
     if !ctx.errors.is_empty() {
         return Err(KbErrors(ctx.errors));
     }
+    let citations_out = citations
+        .iter()
+        .map(|c| {
+            std::sync::Arc::new(crate::report::CitationOut {
+                id: c.id.clone(),
+                short: c.short.clone(),
+                source: c.source.clone(),
+                section: c.section.clone(),
+                url: c.url.clone(),
+                verified: c.verified,
+            })
+        })
+        .collect();
     Ok(Knowledge {
+        citations_out,
         creatinine_lab,
         weight_lab,
         version: manifest.version,

@@ -292,6 +292,8 @@ pub struct Knowledge {
     pub jurisdiction: String,
     pub disclaimer: String,
     pub citations: Vec<Citation>,
+    /// The citations as they appear in reports, built once and shared by every report.
+    pub citations_out: Vec<std::sync::Arc<crate::report::CitationOut>>,
     pub units: UnitTable,
     pub codes: CodeIndex,
     pub valuesets: Vec<ValueSet>,
