@@ -115,7 +115,10 @@ fn json_output_of_every_example_matches_the_schema() {
 
 #[test]
 fn json_output_for_real_synthea_patients_matches_the_schema() {
-    let dir = root().join("../shared/data/synthea-r4");
+    let shared = std::env::var_os("JAKGUARD_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"));
+    let dir = shared.join("data/synthea-r4");
     if !dir.is_dir() {
         assert!(
             std::env::var("JAKGUARD_REQUIRE_SHARED").is_err(),

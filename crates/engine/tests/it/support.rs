@@ -16,10 +16,14 @@ pub fn kb() -> &'static Knowledge {
     })
 }
 
-/// `../shared/data`, which CI must provide (JAKGUARD_REQUIRE_SHARED=1) and a fresh clone may
-/// not have: then the tests that need it say so and pass without it.
+/// `../shared/data` (or `$JAKGUARD_SHARED_DIR/data`), which CI must provide
+/// (JAKGUARD_REQUIRE_SHARED=1) and a fresh clone may not have: then the tests that need it say
+/// so and pass without it.
 pub fn shared_data() -> Option<PathBuf> {
-    let dir = workspace().join("../shared/data");
+    let dir = match std::env::var_os("JAKGUARD_SHARED_DIR") {
+        Some(d) => PathBuf::from(d).join("data"),
+        None => workspace().join("../shared/data"),
+    };
     if dir.is_dir() {
         return Some(dir);
     }
