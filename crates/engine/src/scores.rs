@@ -96,7 +96,16 @@ fn one(kb: &Knowledge, facts: &Facts<'_>, s: &ScoreDef) -> Option<ScoreResult> {
 /// BASDAI = (Q1 + Q2 + Q3 + Q4 + (Q5 + Q6) / 2) / 5, exact, to two decimals.
 pub fn basdai(q: [Decimal; 6]) -> Decimal {
     let two = Decimal::TWO;
-    ((q[0] + q[1] + q[2] + q[3] + (q[4] + q[5]) / two) / Decimal::from(5)).round_dp(2)
+    ((q[0] + q[1] + q[2] + q[3] + (q[4] + q[5]) / two) / Decimal::from(5))
+        .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// Two decimals, half away from zero (as calculators and papers round), after dropping the
+/// binary noise of the logarithm or square root (3.3849999… is 3.385, which rounds to 3.39).
+fn round2(v: f64) -> Option<Decimal> {
+    use rust_decimal::RoundingStrategy::MidpointAwayFromZero;
+    let d = Decimal::from_f64(v)?.round_dp_with_strategy(6, MidpointAwayFromZero);
+    Some(d.round_dp_with_strategy(2, MidpointAwayFromZero))
 }
 
 /// ASDAS-CRP = 0.121·back pain + 0.058·stiffness + 0.110·global + 0.073·peripheral
@@ -114,7 +123,7 @@ pub fn asdas_crp(
         + Decimal::new(110, 3) * global
         + Decimal::new(73, 3) * periph;
     let v = linear.to_f64()? + 0.579 * (crp + 1.0).ln();
-    Decimal::from_f64(v).map(|d| d.round_dp(2))
+    round2(v)
 }
 
 /// ASDAS-ESR = 0.079·back pain + 0.069·stiffness + 0.113·global + 0.086·peripheral
@@ -135,7 +144,7 @@ pub fn asdas_esr(
         + Decimal::new(113, 3) * global
         + Decimal::new(86, 3) * periph;
     let v = linear.to_f64()? + 0.293 * esr.sqrt();
-    Decimal::from_f64(v).map(|d| d.round_dp(2))
+    round2(v)
 }
 
 #[cfg(test)]

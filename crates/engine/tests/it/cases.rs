@@ -25,6 +25,9 @@ pub struct Case {
     #[serde(default)]
     pub add: Vec<Value>,
     pub expect: BTreeMap<String, Expect>,
+    /// Disease-activity scores that must be reported with these values (others must not).
+    #[serde(default)]
+    pub scores: Option<BTreeMap<String, f64>>,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +132,16 @@ fn check(path: &Path, case: &Case) -> Vec<String> {
     let json = serde_json::to_value(&report).expect("report serialises");
     let mut errors = vec![];
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+    if let Some(want) = &case.scores {
+        let got: BTreeMap<String, f64> = report
+            .scores
+            .iter()
+            .map(|s| (s.id.clone(), s.value.try_into().unwrap_or(f64::NAN)))
+            .collect();
+        if got != *want {
+            errors.push(format!("{name}: scores {got:?}, expected {want:?}"));
+        }
+    }
     for (drug, want) in &case.expect {
         let Some(a) = report.assessments.iter().find(|a| a.drug == *drug) else {
             errors.push(format!("{name}: no assessment for `{drug}`"));

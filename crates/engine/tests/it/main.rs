@@ -7,3 +7,4 @@ mod cases;
 mod knowledge;
 mod real_data;
 mod support;
+mod units;
