@@ -19,6 +19,8 @@ pub struct SystemId(pub u8);
 pub struct ValueSet {
     pub id: String,
     pub title: String,
+    /// The exact codes (system URI, code), for building FHIR searches from the knowledge.
+    pub codes: Vec<(String, String)>,
     /// Lower-case names matched as whole words in free text (medications only).
     pub text: Vec<String>,
     pub code_count: usize,

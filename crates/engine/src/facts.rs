@@ -536,6 +536,21 @@ fn classify_all<'c>(
     out
 }
 
+/// The drugs of the knowledge that a medication concept (an order, a statement) is, and
+/// whether it was recognised by code or only by name.
+pub fn drugs_in(kb: &Knowledge, concept: &Concept) -> Vec<(crate::kb::DrugId, MatchKind)> {
+    let matched = classify_all(kb, std::iter::once(concept), true);
+    let Some(m) = matched.first() else {
+        return vec![];
+    };
+    kb.drugs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| m.valuesets.contains(&d.valueset))
+        .map(|(i, _)| (i, m.by))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

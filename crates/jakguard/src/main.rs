@@ -5,15 +5,15 @@
 //! command did its job (an assessment was produced, whatever the decision; the knowledge is
 //! valid); 2 when the input cannot be used, with a one-line error naming the problem.
 
-mod knowledge_cmd;
-mod render;
-
 use anyhow::Context;
 use chrono::NaiveDate;
-use clap::{Parser, Subcommand, ValueEnum};
-use engine::{Knowledge, Options, Source};
+use clap::{Parser, Subcommand};
+use engine::{Knowledge, Options};
+use jakguard::{
+    Format, ListFormat, UnusableInput, knowledge_cmd, load_knowledge, render, serve, unusable,
+};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 // The engine allocates many small strings per resource; mimalloc serves them faster than
@@ -56,6 +56,26 @@ enum Command {
         #[command(subcommand)]
         command: KnowledgeCommand,
     },
+    /// Run the CDS Hooks 2.0 service.
+    Serve(serve::ServeArgs),
+    /// Feedback the EHR sent on cards.
+    Feedback {
+        #[command(subcommand)]
+        command: FeedbackCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeedbackCommand {
+    /// Acceptance and override rates per rule (the alert-fatigue figure).
+    Report {
+        /// The SQLite database the server writes.
+        #[arg(long, default_value = "jakguard.db")]
+        db: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+    },
 }
 
 #[derive(Subcommand)]
@@ -71,35 +91,6 @@ enum KnowledgeCommand {
         #[arg(long, value_enum, default_value_t = ListFormat::Text)]
         format: ListFormat,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-    Markdown,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum ListFormat {
-    Text,
-    Json,
-}
-
-/// An error that is the user's input, not a failure of ours: exit code 2.
-#[derive(Debug)]
-struct UnusableInput(String);
-
-impl std::fmt::Display for UnusableInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UnusableInput {}
-
-fn unusable(msg: impl Into<String>) -> anyhow::Error {
-    UnusableInput(msg.into()).into()
 }
 
 fn main() -> ExitCode {
@@ -156,48 +147,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             knowledge_cmd::list(&kb, format)?;
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// Reads every `.toml` file under `dir` (sorted, for stable messages).
-fn read_knowledge_dir(dir: &Path) -> anyhow::Result<Vec<Source>> {
-    fn walk(dir: &Path, out: &mut Vec<Source>) -> anyhow::Result<()> {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| {
-                unusable(format!(
-                    "cannot read knowledge directory `{}`: {e}",
-                    dir.display()
-                ))
-            })?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out)?;
-            } else if p.extension().is_some_and(|x| x == "toml") {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| unusable(format!("cannot read `{}`: {e}", p.display())))?;
-                out.push(Source {
-                    path: p.display().to_string(),
-                    text,
-                });
-            }
+        Command::Serve(args) => {
+            let kb = load_knowledge(cli.knowledge.as_deref())?;
+            serve::serve(kb, args)?;
+            Ok(ExitCode::SUCCESS)
         }
-        Ok(())
+        Command::Feedback {
+            command: FeedbackCommand::Report { db, format },
+        } => {
+            serve::feedback_report(&db, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
-    let mut out = vec![];
-    walk(dir, &mut out)?;
-    Ok(out)
-}
-
-pub fn load_knowledge(dir: Option<&Path>) -> anyhow::Result<Knowledge> {
-    let sources = match dir {
-        Some(d) => read_knowledge_dir(d)?,
-        None => engine::embedded_knowledge(),
-    };
-    Knowledge::load(&sources).map_err(|e| unusable(e.to_string()))
 }
 
 fn assess(

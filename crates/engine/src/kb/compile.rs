@@ -350,6 +350,16 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
                 text_valuesets.push(vid);
             }
             valuesets.push(ValueSet {
+                codes: v
+                    .code
+                    .iter()
+                    .filter_map(|c| {
+                        manifest
+                            .systems
+                            .get(c.system.get_ref())
+                            .map(|uri| (uri.clone(), c.code.clone()))
+                    })
+                    .collect(),
                 id: v.id.get_ref().clone(),
                 title: v.title.clone(),
                 text,

@@ -1,0 +1,380 @@
+//! From an assessment to CDS Hooks cards: one card per drug assessed, its indicator from the
+//! decision and findings, markdown detail with the evidence and citations, and suggestions
+//! that are orders or order changes (order the missing tests, cancel the order, change the
+//! dose).
+
+use super::cds::{Action, Card, Coding, Source, Suggestion};
+use engine::Knowledge;
+use engine::kb::{Decision, Severity};
+use engine::report::{Assessment, Finding, Report, ScreeningStatus};
+use serde_json::{Value, json};
+
+/// What the card needs to know about the request.
+pub struct CardContext<'a> {
+    pub patient_id: &'a str,
+    /// The draft MedicationRequest for this drug, when the hook is an order hook.
+    pub draft: Option<&'a Value>,
+}
+
+const OVERRIDE_SYSTEM: &str = "urn:jakguard:override-reason";
+const OVERRIDE_REASONS: &[(&str, &str)] = &[
+    (
+        "benefit-outweighs-risk",
+        "Benefit outweighs the risk for this patient",
+    ),
+    (
+        "data-outside-record",
+        "The data is available outside this record",
+    ),
+    ("already-addressed", "Already addressed or ordered"),
+    ("shared-decision", "Discussed and decided with the patient"),
+];
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max - 1).collect();
+    t.push('…');
+    t
+}
+
+fn top(a: &Assessment) -> Option<&Finding> {
+    a.findings
+        .iter()
+        .find(|f| f.decision == a.decision && !f.rule.starts_with("data-quality."))
+}
+
+fn decision_words(a: &Assessment) -> &'static str {
+    match (a.phase, a.decision) {
+        ("on-treatment", Decision::DoNotStart) => "hold or stop",
+        ("on-treatment", Decision::DataNeeded) => "data needed",
+        ("on-treatment", Decision::Caution) => "continue with caution",
+        ("on-treatment", Decision::Eligible) => "continue",
+        (_, Decision::DoNotStart) => "do not start",
+        (_, Decision::DataNeeded) => "data needed before starting",
+        (_, Decision::Caution) => "start with caution",
+        (_, Decision::Eligible) => "no label safety issue found",
+    }
+}
+
+fn summary(a: &Assessment) -> String {
+    let drug = capitalise(&a.drug);
+    let words = decision_words(a);
+    let tail = match a.decision {
+        Decision::DataNeeded => {
+            let needed: Vec<String> = a
+                .findings
+                .iter()
+                .filter(|f| f.rule.starts_with("data-needed.") || f.rule.starts_with("monitoring."))
+                .map(|f| {
+                    f.title
+                        .trim_start_matches("Data needed: ")
+                        .trim_start_matches("Monitoring overdue: ")
+                        .to_string()
+                })
+                .collect();
+            match needed.len() {
+                0 => top(a).map(|f| f.title.clone()).unwrap_or_default(),
+                1 => needed[0].clone(),
+                n => format!("{n} items, first {}", needed[0]),
+            }
+        }
+        Decision::Eligible => a.dose.as_ref().map(|d| d.text.clone()).unwrap_or_default(),
+        _ => top(a).map(|f| f.title.clone()).unwrap_or_default(),
+    };
+    truncate(&format!("{drug}: {words} — {tail}"), 139)
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn indicator(a: &Assessment) -> &'static str {
+    let worst = a
+        .findings
+        .iter()
+        .filter(|f| f.decision == a.decision)
+        .map(|f| f.severity)
+        .max()
+        .unwrap_or(Severity::Info);
+    match a.decision {
+        Decision::DoNotStart => "critical",
+        Decision::DataNeeded => "warning",
+        Decision::Caution if worst == Severity::Critical => "critical",
+        Decision::Caution if worst == Severity::Warning => "warning",
+        _ => "info",
+    }
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn detail(report: &Report, a: &Assessment) -> String {
+    let mut d = String::new();
+    d.push_str(&format!(
+        "**{}** ({}), knowledge {}\n\n",
+        capitalise(decision_words(a)),
+        a.drug,
+        report.knowledge.version
+    ));
+    match &a.dose {
+        Some(dose) => d.push_str(&format!(
+            "**Dose:** {}{}\n\n",
+            dose.text,
+            if dose.provisional {
+                " *(provisional until the data needed arrives)*"
+            } else {
+                ""
+            }
+        )),
+        None => d.push_str("**Dose:** none — do not start.\n\n"),
+    }
+    let shown: Vec<&Finding> = a
+        .findings
+        .iter()
+        .filter(|f| !f.rule.starts_with("data-quality."))
+        .collect();
+    if !shown.is_empty() {
+        d.push_str("| Finding | What to do | Evidence | Source |\n|---|---|---|---|\n");
+        for f in shown {
+            let ev: Vec<String> = f
+                .evidence
+                .iter()
+                .map(|e| {
+                    let mut s = e.text.clone();
+                    if let Some(v) = &e.value
+                        && e.unit.as_deref() != Some("years")
+                    {
+                        s.push_str(&format!(
+                            ": {v}{}",
+                            e.unit
+                                .as_deref()
+                                .map(|u| format!(" {u}"))
+                                .unwrap_or_default()
+                        ));
+                    }
+                    if let Some(date) = e.date {
+                        s.push_str(&format!(" ({date})"));
+                    }
+                    s
+                })
+                .collect();
+            let src: Vec<String> = f
+                .citations
+                .iter()
+                .map(|c| match &c.url {
+                    Some(u) => format!(
+                        "[{}]({u}){}",
+                        c.short,
+                        if c.verified { "" } else { " *(unverified)*" }
+                    ),
+                    None => format!(
+                        "{}{}",
+                        c.short,
+                        if c.verified { "" } else { " *(unverified)*" }
+                    ),
+                })
+                .collect();
+            d.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                md_cell(&f.summary),
+                md_cell(&f.action),
+                md_cell(&ev.join("; ")),
+                md_cell(&src.join("; "))
+            ));
+        }
+        d.push('\n');
+    }
+    let quality = a
+        .findings
+        .iter()
+        .filter(|f| f.rule.starts_with("data-quality."))
+        .count();
+    if quality > 0 {
+        d.push_str(&format!("{quality} value(s) in the record could not be used (unknown unit, future date, impossible value); see the full assessment.\n\n"));
+    }
+    if a.phase == "start" {
+        let items: Vec<String> = report
+            .screening
+            .iter()
+            .filter(|s| s.status != ScreeningStatus::NotApplicable)
+            .map(|s| {
+                let mark = match s.status {
+                    ScreeningStatus::DoneNormal => "✓",
+                    ScreeningStatus::Abnormal => "✗",
+                    _ => "?",
+                };
+                format!("{mark} {}", s.title)
+            })
+            .collect();
+        d.push_str(&format!("**Screening:** {}\n\n", items.join(" · ")));
+    }
+    let monitoring: Vec<String> = report
+        .monitoring
+        .iter()
+        .filter(|m| m.drug == a.drug)
+        .map(|m| {
+            format!(
+                "{} ({})",
+                m.title,
+                m.due_by
+                    .map(|x| format!("due by {x}"))
+                    .unwrap_or_else(|| "per routine care".into())
+            )
+        })
+        .collect();
+    if !monitoring.is_empty() {
+        d.push_str(&format!("**Monitoring:** {}\n\n", monitoring.join("; ")));
+    }
+    d.push_str(&format!("*{}*", report.disclaimer));
+    d
+}
+
+/// The ServiceRequest that orders the test a data-needed finding asks for.
+fn order_for(kb: &Knowledge, f: &Finding, patient_id: &str) -> Option<Value> {
+    let lab_id = f.rule.strip_prefix("data-needed.lab.")?;
+    let lab = &kb.labs[kb.lab_by_name(lab_id)?];
+    let (system, code) = lab
+        .valuesets
+        .iter()
+        .flat_map(|v| kb.valueset(*v).codes.iter())
+        .find(|(s, _)| s == "http://loinc.org")?;
+    Some(json!({
+        "resourceType": "ServiceRequest",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": format!("Patient/{patient_id}")},
+        "code": {"coding": [{"system": system, "code": code, "display": lab.name}], "text": lab.order},
+        "reasonCode": [{"text": f.summary}]
+    }))
+}
+
+fn draft_reference(draft: &Value) -> Option<String> {
+    let id = draft.get("id")?.as_str()?;
+    Some(format!("MedicationRequest/{id}"))
+}
+
+fn suggestions(kb: &Knowledge, a: &Assessment, ctx: &CardContext<'_>) -> Vec<Suggestion> {
+    let mut out = vec![];
+    // Order what is missing: one suggestion per test (several findings may share one order).
+    let mut seen: Vec<String> = vec![];
+    for f in a
+        .findings
+        .iter()
+        .filter(|f| f.rule.starts_with("data-needed.lab."))
+    {
+        if seen.contains(&f.action) {
+            continue;
+        }
+        if let Some(resource) = order_for(kb, f, ctx.patient_id) {
+            seen.push(f.action.clone());
+            out.push(Suggestion {
+                label: truncate(&format!("Order {}", f.action), 80),
+                uuid: Some(uuid::Uuid::new_v4().to_string()),
+                is_recommended: Some(true),
+                actions: vec![Action {
+                    kind: "create".into(),
+                    description: format!("Order {}", f.action),
+                    resource: Some(resource),
+                    resource_id: None,
+                }],
+            });
+        }
+    }
+    if let Some(draft) = ctx.draft
+        && let Some(reference) = draft_reference(draft)
+    {
+        if a.decision == Decision::DoNotStart {
+            out.push(Suggestion {
+                label: format!("Cancel the {} order", a.drug),
+                uuid: Some(uuid::Uuid::new_v4().to_string()),
+                is_recommended: Some(true),
+                actions: vec![Action {
+                    kind: "delete".into(),
+                    description: format!("Remove the draft {} order", a.drug),
+                    resource: None,
+                    resource_id: Some(reference),
+                }],
+            });
+        } else if let Some(dose) = a.dose.as_ref().filter(|d| !d.basis.is_empty()) {
+            let mut replacement = draft.clone();
+            let id = uuid::Uuid::new_v4().to_string();
+            replacement["id"] = json!(id);
+            replacement["status"] = json!("draft");
+            replacement["dosageInstruction"] = json!([{ "text": dose.text }]);
+            out.push(Suggestion {
+                label: truncate(&format!("Change to {}", dose.text), 80),
+                uuid: Some(uuid::Uuid::new_v4().to_string()),
+                is_recommended: Some(true),
+                actions: vec![
+                    Action {
+                        kind: "delete".into(),
+                        description: "Remove the draft order at the usual dose".into(),
+                        resource: None,
+                        resource_id: Some(reference),
+                    },
+                    Action {
+                        kind: "create".into(),
+                        description: format!("Order {}", dose.text),
+                        resource: Some(replacement),
+                        resource_id: None,
+                    },
+                ],
+            });
+        }
+    }
+    out
+}
+
+/// The card for one drug's assessment, and the rules behind it (for feedback statistics).
+pub fn card(
+    kb: &Knowledge,
+    report: &Report,
+    a: &Assessment,
+    ctx: &CardContext<'_>,
+) -> (Card, Vec<String>) {
+    let suggestions = suggestions(kb, a, ctx);
+    let indicator = indicator(a);
+    let top_citation = top(a)
+        .and_then(|f| f.citations.first())
+        .or_else(|| a.dose.as_ref().and_then(|d| d.citations.first()));
+    let source = Source {
+        label: match top_citation {
+            Some(c) => format!("JAKGuard · {}", c.short),
+            None => "JAKGuard".to_string(),
+        },
+        url: top_citation.and_then(|c| c.url.clone()),
+        topic: None,
+    };
+    let rules: Vec<String> = a.findings.iter().map(|f| f.rule.clone()).collect();
+    let card = Card {
+        uuid: Some(uuid::Uuid::new_v4().to_string()),
+        summary: summary(a),
+        detail: Some(detail(report, a)),
+        indicator: indicator.to_string(),
+        source,
+        selection_behavior: (!suggestions.is_empty()).then(|| "any".to_string()),
+        suggestions,
+        override_reasons: if indicator == "info" {
+            vec![]
+        } else {
+            OVERRIDE_REASONS
+                .iter()
+                .map(|(c, d)| Coding {
+                    code: (*c).into(),
+                    system: OVERRIDE_SYSTEM.into(),
+                    display: Some((*d).into()),
+                })
+                .collect()
+        },
+        links: vec![],
+    };
+    (card, rules)
+}

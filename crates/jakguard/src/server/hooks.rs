@@ -1,0 +1,317 @@
+//! The discovery endpoint and the hook services.
+//!
+//! A hook request is checked (JWT, hook, context), the JAK inhibitor in the draft orders is
+//! found (other orders get an empty card list at once), the patient record is built from the
+//! prefetch — fetching from the EHR's FHIR server what the prefetch lacks, or answering 412
+//! when that is impossible — and the engine's assessment becomes cards. Every answer is
+//! audited with a salted hash of the patient id, never the id itself.
+
+use super::cards::{CardContext, card};
+use super::cds::{HookRequest, Response as CdsResponse, request_problems};
+use super::{AppError, AppState, fhir_client, unix_now};
+use crate::store::{AuditEntry, CardEntry};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use engine::fhir::RecordBuilder;
+use engine::kb::DrugId;
+use engine::record::Concept;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub async fn discovery(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    authorize(&state, &headers, "/cds-services").await?;
+    Ok(Json(super::cds::Discovery {
+        services: &state.services,
+    })
+    .into_response())
+}
+
+/// Checks the bearer JWT for the endpoint `path` (its public URL is the audience).
+pub async fn authorize(state: &AppState, headers: &HeaderMap, path: &str) -> Result<(), AppError> {
+    let Some(verifier) = &state.verifier else {
+        return Ok(());
+    };
+    let audience = format!("{}{path}", state.config.public_url);
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    verifier
+        .verify(authorization, &audience, unix_now())
+        .await
+        .map(|_| ())
+        .map_err(|e| AppError::Unauthorized(e.to_string()))
+}
+
+/// A draft order for one of the knowledge's drugs.
+struct DraftJak {
+    drug: DrugId,
+    resource: Value,
+}
+
+fn concept_of(v: &Value) -> Concept {
+    let cc = v.get("medicationCodeableConcept");
+    Concept {
+        codings: cc
+            .and_then(|c| c.get("coding"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some(engine::record::Coding {
+                    system: c
+                        .get("system")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    code: c.get("code")?.as_str()?.to_string(),
+                    display: c.get("display").and_then(Value::as_str).map(str::to_string),
+                })
+            })
+            .collect(),
+        text: cc
+            .and_then(|c| c.get("text"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    }
+}
+
+/// The JAK inhibitor orders among the draft orders (only the selected ones for order-select).
+fn jak_drafts(state: &AppState, req: &HookRequest) -> Vec<DraftJak> {
+    let selections: Option<Vec<&str>> = req
+        .context
+        .get("selections")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect());
+    let entries = req
+        .context
+        .get("draftOrders")
+        .and_then(|d| d.get("entry"))
+        .and_then(Value::as_array);
+    let mut out = vec![];
+    for e in entries.into_iter().flatten() {
+        let Some(r) = e.get("resource") else { continue };
+        if r.get("resourceType").and_then(Value::as_str) != Some("MedicationRequest") {
+            continue;
+        }
+        if let Some(sel) = &selections {
+            let key = format!(
+                "MedicationRequest/{}",
+                r.get("id").and_then(Value::as_str).unwrap_or("")
+            );
+            if !sel.contains(&key.as_str()) {
+                continue;
+            }
+        }
+        for (drug, _) in engine::facts::drugs_in(&state.kb, &concept_of(r)) {
+            if !out.iter().any(|d: &DraftJak| d.drug == drug) {
+                out.push(DraftJak {
+                    drug,
+                    resource: r.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+pub async fn service(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let Some(service) = state.services.iter().find(|s| s.id == id) else {
+        return Err(AppError::NotFound(format!("no CDS service `{id}`")));
+    };
+    authorize(&state, &headers, &format!("/cds-services/{id}")).await?;
+    let req: HookRequest = serde_json::from_slice(&body)
+        .map_err(|e| AppError::BadRequest(vec![format!("body: {e}")]))?;
+    if req.hook != service.hook {
+        return Err(AppError::BadRequest(vec![format!(
+            "hook: service `{id}` answers `{}`, not `{}`",
+            service.hook, req.hook
+        )]));
+    }
+    let problems = request_problems(&req);
+    if !problems.is_empty() {
+        return Err(AppError::BadRequest(problems));
+    }
+    let patient_id = req
+        .context
+        .get("patientId")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let order_hook = req.hook != "patient-view";
+    let drafts = if order_hook {
+        jak_drafts(&state, &req)
+    } else {
+        vec![]
+    };
+    if order_hook && drafts.is_empty() {
+        // Not a JAK inhibitor: nothing to say, answered without reading the record.
+        audit(&state, &id, &req, &patient_id, 200, vec![]);
+        return Ok(Json(CdsResponse::default()).into_response());
+    }
+
+    let record = build_record(&state, &req, &service.prefetch, &patient_id).await?;
+    let kb = &state.kb;
+    let drugs: Vec<DrugId> = if order_hook {
+        drafts.iter().map(|d| d.drug).collect()
+    } else {
+        (0..kb.drugs.len()).collect()
+    };
+    let report = engine::assess(
+        kb,
+        &record,
+        &engine::Options {
+            as_of: state.today(),
+            drugs,
+        },
+    );
+    let mut cards = vec![];
+    let mut entries = vec![];
+    for a in &report.assessments {
+        // patient-view speaks only about drugs the patient is taking.
+        if !order_hook && a.phase != "on-treatment" {
+            continue;
+        }
+        let draft = drafts
+            .iter()
+            .find(|d| kb.drugs[d.drug].id == a.drug)
+            .map(|d| &d.resource);
+        let (c, rules) = card(
+            kb,
+            &report,
+            a,
+            &CardContext {
+                patient_id: &patient_id,
+                draft,
+            },
+        );
+        entries.push(CardEntry {
+            uuid: c.uuid.clone().unwrap_or_default(),
+            at: chrono::Utc::now().to_rfc3339(),
+            service: id.clone(),
+            hook_instance: req.hook_instance.clone(),
+            drug: Some(a.drug.clone()),
+            decision: serde_json::to_value(a.decision)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string)),
+            rules,
+        });
+        cards.push(c);
+    }
+    audit(&state, &id, &req, &patient_id, 200, entries);
+    Ok(Json(CdsResponse {
+        cards,
+        system_actions: vec![],
+    })
+    .into_response())
+}
+
+fn audit(
+    state: &AppState,
+    service: &str,
+    req: &HookRequest,
+    patient_id: &str,
+    status: u16,
+    cards: Vec<CardEntry>,
+) {
+    state.store.record_request(
+        AuditEntry {
+            at: chrono::Utc::now().to_rfc3339(),
+            service: service.to_string(),
+            hook_instance: req.hook_instance.clone(),
+            patient_hash: (!patient_id.is_empty()).then(|| state.store.patient_hash(patient_id)),
+            status,
+            cards: cards.len(),
+            knowledge_version: state.kb.version.clone(),
+        },
+        cards,
+    );
+}
+
+/// The patient's record from the prefetch, the FHIR server for what is missing, and the
+/// draft orders (which count as orders being written, not as drugs being taken).
+async fn build_record(
+    state: &AppState,
+    req: &HookRequest,
+    templates: &std::collections::BTreeMap<String, String>,
+    patient_id: &str,
+) -> Result<engine::record::Record, AppError> {
+    let mut b = RecordBuilder::new();
+    let mut missing = vec![];
+    for (key, template) in templates {
+        match req.prefetch.as_ref().and_then(|p| p.get(key)) {
+            // `null`: the EHR has no data for this key.
+            Some(raw) if raw.get().trim() == "null" => {}
+            Some(raw) => b.add_json(raw.get(), &format!("prefetch.{key}"), None),
+            None => missing.push((key, template)),
+        }
+    }
+    if !missing.is_empty() {
+        let Some(server) = &req.fhir_server else {
+            let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
+            return Err(AppError::PreconditionFailed(format!(
+                "prefetch {} missing and no fhirServer to fetch it from",
+                keys.join(", ")
+            )));
+        };
+        let token = req
+            .fhir_authorization
+            .as_ref()
+            .map(|a| a.access_token.as_str());
+        let user = req.context.get("userId").and_then(Value::as_str);
+        for (key, template) in missing {
+            let query = fhir_client::fill(template, patient_id, user);
+            let pages = fhir_client::fetch(&state.http, server, &query, token)
+                .await
+                .map_err(|e| AppError::PreconditionFailed(format!("prefetch `{key}`: {e}")))?;
+            for (i, page) in pages.iter().enumerate() {
+                b.add_json(page, &format!("fetched.{key}[{i}]"), None);
+            }
+        }
+    }
+    let mut drafts = vec![];
+    if let Some(entries) = req
+        .context
+        .get("draftOrders")
+        .and_then(|d| d.get("entry"))
+        .and_then(Value::as_array)
+    {
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(r) = e.get("resource") {
+                if let Some(id) = r.get("id").and_then(Value::as_str) {
+                    drafts.push(format!(
+                        "{}/{id}",
+                        r.get("resourceType").and_then(Value::as_str).unwrap_or("")
+                    ));
+                }
+                b.add_json(
+                    &r.to_string(),
+                    &format!("context.draftOrders.entry[{i}].resource"),
+                    e.get("fullUrl").and_then(Value::as_str),
+                );
+            }
+        }
+    }
+    let mut record = b
+        .finish()
+        .map_err(|e| AppError::BadRequest(vec![e.to_string()]))?;
+    for m in &mut record.medications {
+        if drafts.contains(&m.reference) {
+            m.status = Some("draft".into());
+        }
+    }
+    if record.patient.id.is_none() {
+        record.patient.id = Some(patient_id.to_string());
+    }
+    Ok(record)
+}

@@ -1,0 +1,157 @@
+//! The CDS Hooks 2.0 service: discovery, the three hooks, feedback, with JWT security, CORS,
+//! body and time limits, a concurrency limit and graceful shutdown.
+//!
+//! `app(state)` is the whole HTTP surface as a `Router` (tests call it through a real socket
+//! with `run`); `run(listener, state, shutdown)` serves it until `shutdown` completes, letting
+//! requests in flight finish.
+
+pub mod auth;
+pub mod cards;
+pub mod cds;
+pub mod discovery;
+mod feedback;
+mod fhir_client;
+mod hooks;
+
+use crate::config::Config;
+use crate::store::Store;
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::NaiveDate;
+use engine::Knowledge;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// Everything a request needs. Shared read-only by all requests; the fields that change
+/// (the store, the JWT replay cache inside `verifier`) synchronise themselves.
+pub struct AppState {
+    pub kb: Knowledge,
+    pub config: Config,
+    /// Durable feedback and the audit log.
+    pub store: Arc<dyn Store>,
+    /// `None` only in insecure (local demo) mode.
+    pub verifier: Option<auth::Verifier>,
+    /// Client for fetching FHIR data the prefetch did not bring.
+    pub http: reqwest::Client,
+    pub services: Vec<cds::Service>,
+    /// Fixed "today" (tests, demos); `None`: the system date at each request.
+    pub as_of: Option<NaiveDate>,
+}
+
+impl AppState {
+    pub fn today(&self) -> NaiveDate {
+        self.as_of
+            .unwrap_or_else(|| chrono::Utc::now().date_naive())
+    }
+}
+
+/// The one error type of the handlers: logged with its details, shown as JSON.
+#[derive(Debug)]
+pub enum AppError {
+    BadRequest(Vec<String>),
+    Unauthorized(String),
+    NotFound(String),
+    PreconditionFailed(String),
+    Internal(String),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, error, problems) = match self {
+            AppError::BadRequest(p) => (
+                StatusCode::BAD_REQUEST,
+                "the request is not a usable CDS Hooks request".to_string(),
+                p,
+            ),
+            AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m, vec![]),
+            AppError::NotFound(m) => (StatusCode::NOT_FOUND, m, vec![]),
+            AppError::PreconditionFailed(m) => (StatusCode::PRECONDITION_FAILED, m, vec![]),
+            AppError::Internal(m) => {
+                // The details go to the log, not to the client.
+                tracing::error!(error = %m, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_string(),
+                    vec![],
+                )
+            }
+        };
+        let body = serde_json::json!({ "error": error, "problems": problems });
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+const INSECURE_HEADER: &str = "x-jakguard-security";
+
+pub fn app(state: Arc<AppState>) -> Router {
+    let cors = {
+        let origins = &state.config.cors_origins;
+        let allow = if origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        };
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600))
+    };
+    let insecure = state.verifier.is_none();
+    let mut router = Router::new()
+        .route("/cds-services", get(hooks::discovery))
+        .route("/cds-services/{id}", post(hooks::service))
+        .route("/cds-services/{id}/feedback", post(feedback::feedback))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(state.config.request_timeout_secs),
+        ))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            state.config.concurrency_limit,
+        ))
+        .layer(cors);
+    if insecure {
+        router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            HeaderName::from_static(INSECURE_HEADER),
+            HeaderValue::from_static("INSECURE: development mode, JWT not verified"),
+        ));
+    }
+    router.with_state(state)
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` completes; requests in flight finish.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let store = Arc::clone(&state.store);
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    // The audit queue is written before the process ends.
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .ok();
+    Ok(())
+}
+
+/// Unix seconds now (for JWT time checks).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,710 @@
+//! The CDS Hooks service over a real socket: discovery, the three hooks with realistic
+//! prefetch, fetching missing data from a FHIR server, feedback stored durably, JWT
+//! enforcement, CORS, limits, and the HL7 validator's request/response vectors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::routing::get;
+use jakguard::config::{Config, Flags, TrustedFile};
+use jakguard::server::cds::{request_problems, response_problems, response_problems_strict};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn example(name: &str) -> Value {
+    let text =
+        std::fs::read_to_string(root().join("examples/cds-hooks").join(name)).expect("example");
+    serde_json::from_str(&text).expect("json")
+}
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    state: Arc<jakguard::server::AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    async fn start(name: &str, trusted: Vec<TrustedFile>) -> Server {
+        let dir =
+            std::env::temp_dir().join(format!("jakguard-server-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let flags = Flags {
+            listen: Some(addr.to_string()),
+            db: Some(dir.join("t.db")),
+            public_url: None,
+            dev_insecure: false,
+        };
+        let mut config = Config::build(None, &flags).unwrap();
+        config.auth.trusted = trusted;
+        config.max_body_bytes = 4 * 1024 * 1024;
+        let kb = jakguard::load_knowledge(None).unwrap();
+        let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 27);
+        let state = jakguard::serve::state(kb, config, as_of).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let s = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            jakguard::server::run(listener, s, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Server {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            state,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value, reqwest::header::HeaderMap) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            headers,
+        )
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+}
+
+fn response_schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join("docs/cds-hooks-response.schema.json")).unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+fn assert_valid_response(v: &Value) {
+    let p = response_problems_strict(v);
+    assert!(p.is_empty(), "response problems: {p:?}\n{v:#}");
+    let schema = response_schema();
+    let errors: Vec<String> = schema
+        .iter_errors(v)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "schema: {errors:?}");
+}
+
+#[tokio::test]
+async fn discovery_lists_three_services_with_knowledge_driven_prefetch() {
+    let s = Server::start("discovery", vec![]).await;
+    let r = s
+        .client
+        .get(format!("{}/cds-services", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("x-jakguard-security").is_some(),
+        "insecure mode is announced in every response"
+    );
+    let v: Value = r.json().await.unwrap();
+    let services = v["services"].as_array().unwrap();
+    let hooks: Vec<&str> = services
+        .iter()
+        .map(|s| s["hook"].as_str().unwrap())
+        .collect();
+    assert_eq!(hooks, vec!["order-select", "order-sign", "patient-view"]);
+    for svc in services {
+        assert!(svc["description"].as_str().unwrap().len() > 20);
+        let obs = svc["prefetch"]["observations"].as_str().unwrap();
+        for code in [
+            "http://loinc.org|751-8",
+            "http://loinc.org|731-0",
+            "http://loinc.org|718-7",
+            "http://loinc.org|71773-6",
+        ] {
+            assert!(obs.contains(code), "{code} missing from {obs}");
+        }
+        assert_eq!(svc["prefetch"]["patient"], "Patient/{{context.patientId}}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn order_sign_gives_a_cited_card_with_a_dose_change_suggestion() {
+    let s = Server::start("sign", vec![]).await;
+    let (status, v, _) = s
+        .post(
+            "/cds-services/jakguard-order-sign",
+            &example("order-sign-tofacitinib.json"),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_valid_response(&v);
+    let cards = v["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 1);
+    let c = &cards[0];
+    assert!(
+        c["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Tofacitinib: start with caution"),
+        "{}",
+        c["summary"]
+    );
+    assert_eq!(c["indicator"], "warning");
+    let detail = c["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("XELJANZ 5 mg once daily"),
+        "moderate renal impairment: {detail}"
+    );
+    assert!(detail.contains("XELJANZ USPI"), "cited: {detail}");
+    let labels: Vec<&str> = c["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["label"].as_str().unwrap())
+        .collect();
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.starts_with("Change to XELJANZ 5 mg once daily")),
+        "{labels:?}"
+    );
+    let change = c["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["label"].as_str().unwrap().starts_with("Change"))
+        .unwrap();
+    assert_eq!(change["actions"][0]["type"], "delete");
+    assert_eq!(
+        change["actions"][0]["resourceId"],
+        "MedicationRequest/draft-1"
+    );
+    assert_eq!(
+        change["actions"][1]["resource"]["dosageInstruction"][0]["text"],
+        "XELJANZ 5 mg once daily (patients on XELJANZ XR switch to XELJANZ 5 mg tablets once daily)"
+    );
+    assert!(!c["overrideReasons"].as_array().unwrap().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn order_select_with_missing_labs_suggests_the_orders() {
+    let s = Server::start("select", vec![]).await;
+    let (status, v, _) = s
+        .post(
+            "/cds-services/jakguard-order-select",
+            &example("order-select-upadacitinib-missing-labs.json"),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_valid_response(&v);
+    let c = &v["cards"][0];
+    assert!(
+        c["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Upadacitinib: data needed before starting"),
+        "{}",
+        c["summary"]
+    );
+    assert_eq!(c["indicator"], "warning");
+    assert_eq!(c["selectionBehavior"], "any");
+    let creates: Vec<&Value> = c["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["actions"].as_array().unwrap())
+        .filter(|a| a["type"] == "create")
+        .collect();
+    let codes: Vec<&str> = creates
+        .iter()
+        .filter_map(|a| a["resource"]["code"]["coding"][0]["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"71773-6"), "IGRA ordered: {codes:?}");
+    assert!(
+        creates
+            .iter()
+            .all(|a| a["resource"]["resourceType"] == "ServiceRequest"
+                && a["resource"]["subject"]["reference"] == "Patient/p1")
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn patient_view_on_treatment_says_hold_when_neutrophils_persist_low() {
+    let s = Server::start("view", vec![]).await;
+    let (status, v, _) = s
+        .post(
+            "/cds-services/jakguard-patient-view",
+            &example("patient-view-on-tofacitinib.json"),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_valid_response(&v);
+    let cards = v["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 1, "only the drug the patient takes: {v}");
+    assert_eq!(cards[0]["indicator"], "critical");
+    assert!(
+        cards[0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Tofacitinib: hold or stop")
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_draft_order_for_another_drug_gets_no_cards() {
+    let s = Server::start("other", vec![]).await;
+    let mut req = example("order-sign-tofacitinib.json");
+    req["context"]["draftOrders"]["entry"][0]["resource"]["medicationCodeableConcept"] = json!({"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197361", "display": "amlodipine 5 MG Oral Tablet"}]});
+    req["prefetch"] = json!({});
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
+    assert_eq!(status, 200);
+    assert_eq!(v, json!({"cards": []}));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn missing_prefetch_without_a_fhir_server_is_412() {
+    let s = Server::start("412", vec![]).await;
+    let mut req = example("order-sign-tofacitinib.json");
+    req["prefetch"]
+        .as_object_mut()
+        .unwrap()
+        .remove("observations");
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
+    assert_eq!(status, 412, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("observations"));
+    s.stop().await;
+}
+
+/// A small FHIR server for the tests: serves the resources of an example bundle as searches,
+/// and only to the expected bearer token.
+async fn fhir_server(
+    bundle: Value,
+    token: &'static str,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = Arc::clone(&hits);
+    let bundle = Arc::new(bundle);
+    let handler = move |axum::extract::Path(path): axum::extract::Path<String>,
+                        headers: axum::http::HeaderMap| {
+        let bundle = Arc::clone(&bundle);
+        let h = Arc::clone(&h);
+        async move {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if headers.get("authorization").and_then(|v| v.to_str().ok())
+                != Some(&format!("Bearer {token}"))
+            {
+                return (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({"resourceType": "OperationOutcome"})),
+                );
+            }
+            let ty = path.split('/').next().unwrap_or("").to_string();
+            let entries: Vec<Value> = bundle["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["resource"]["resourceType"] == ty.as_str())
+                .cloned()
+                .collect();
+            if path.starts_with("Patient/") {
+                return (
+                    axum::http::StatusCode::OK,
+                    axum::Json(entries[0]["resource"].clone()),
+                );
+            }
+            (
+                axum::http::StatusCode::OK,
+                axum::Json(
+                    json!({"resourceType": "Bundle", "type": "searchset", "entry": entries}),
+                ),
+            )
+        }
+    };
+    let app = axum::Router::new().route("/fhir/{*path}", get(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/fhir"), hits)
+}
+
+#[tokio::test]
+async fn missing_prefetch_is_fetched_from_the_fhir_server_with_the_bearer_token() {
+    let bundle: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("examples/older-smoker-renal.json")).unwrap(),
+    )
+    .unwrap();
+    let (fhir, hits) = fhir_server(bundle, "secret-token").await;
+    let s = Server::start("fetch", vec![]).await;
+    let mut req = example("order-sign-tofacitinib.json");
+    req["prefetch"] = json!({"patient": req["prefetch"]["patient"].clone()});
+    req["fhirServer"] = json!(fhir);
+    req["fhirAuthorization"] = json!({"access_token": "secret-token", "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "jakguard"});
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        hits.load(std::sync::atomic::Ordering::SeqCst) >= 6,
+        "every missing key fetched"
+    );
+    assert!(
+        v["cards"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Tofacitinib: start with caution"),
+        "same answer as with prefetch: {v}"
+    );
+    // A wrong token: the FHIR server refuses, the service answers 412.
+    req["fhirAuthorization"]["access_token"] = json!("wrong");
+    let (status, _, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
+    assert_eq!(status, 412);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let s = Server::start("bad", vec![]).await;
+    let req = example("order-sign-tofacitinib.json");
+    let (status, v, _) = s.post("/cds-services/jakguard-order-select", &req).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("answers `order-select`"),
+        "{v}"
+    );
+    let (status, _, _) = s.post("/cds-services/no-such-service", &req).await;
+    assert_eq!(status, 404);
+    let r = s
+        .client
+        .post(format!("{}/cds-services/jakguard-order-sign", s.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let mut bad = req.clone();
+    bad["context"]["patientId"] = json!("Patient/p1");
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &bad).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["problems"].to_string().contains("context.patientId"),
+        "{v}"
+    );
+    let big = "x".repeat(5 * 1024 * 1024);
+    let r = s
+        .client
+        .post(format!("{}/cds-services/jakguard-order-sign", s.base))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_for_allowed_origins() {
+    let s = Server::start("cors", vec![]).await;
+    let r = s
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/cds-services/jakguard-order-sign", s.base),
+        )
+        .header("origin", "https://sandbox.cds-hooks.org")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://sandbox.cds-hooks.org"
+    );
+    let r = s
+        .client
+        .get(format!("{}/cds-services", s.base))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn feedback_is_stored_and_reported_per_rule() {
+    let s = Server::start("feedback", vec![]).await;
+    let (_, v, _) = s
+        .post(
+            "/cds-services/jakguard-order-sign",
+            &example("order-sign-tofacitinib.json"),
+        )
+        .await;
+    let card = v["cards"][0]["uuid"].as_str().unwrap().to_string();
+    let fb = json!({"feedback": [
+        {"card": card, "outcome": "overridden", "overrideReason": {"reason": {"code": "benefit-outweighs-risk", "system": "urn:jakguard:override-reason", "display": "Benefit outweighs the risk for this patient"}, "userComment": "patient name here"}, "outcomeTimestamp": "2026-11-27T10:05:31Z"}
+    ]});
+    let (status, v, _) = s
+        .post("/cds-services/jakguard-order-sign/feedback", &fb)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, _, _) = s
+        .post(
+            "/cds-services/jakguard-order-sign/feedback",
+            &json!({"feedback": [{"card": "x", "outcome": "maybe", "outcomeTimestamp": "now"}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let report = s.state.store.feedback_report().unwrap();
+    let smoker = report
+        .iter()
+        .find(|r| r.rule == "tofa-smoker")
+        .expect("rule counted");
+    assert_eq!((smoker.cards, smoker.overridden), (1, 1));
+    assert_eq!(
+        smoker.reasons[0].0,
+        "Benefit outweighs the risk for this patient"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn hl7_validator_vectors_agree_with_our_checks() {
+    let dir = std::env::var_os("JAKGUARD_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"))
+        .join("data/cdshooks-vectors");
+    if !dir.is_dir() {
+        assert!(
+            std::env::var("JAKGUARD_REQUIRE_SHARED").is_err(),
+            "{} missing in CI",
+            dir.display()
+        );
+        return;
+    }
+    let mut checked = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let expected = dir.join("expected").join(format!(
+            "R4.{}-logical.json",
+            stem.replace(
+                "cdshooks-request-order-sign-bad-1",
+                "cdshooks-request-bad-1"
+            )
+        ));
+        let Ok(expected) = std::fs::read_to_string(&expected) else {
+            continue;
+        };
+        let expected: Value = serde_json::from_str(&expected).unwrap();
+        let validator_errors = expected["issue"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|i| matches!(i["severity"].as_str(), Some("error" | "fatal")))
+                    .count()
+            })
+            .unwrap_or(0);
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+        let ours = if stem.contains("-request-") {
+            match serde_json::from_value::<jakguard::server::cds::HookRequest>(v.clone()) {
+                Ok(req) => request_problems(&req),
+                Err(e) => vec![e.to_string()],
+            }
+        } else if stem.contains("-response-") {
+            response_problems(&v)
+        } else {
+            continue;
+        };
+        assert_eq!(
+            ours.is_empty(),
+            validator_errors == 0,
+            "{name}: the HL7 validator found {validator_errors} error(s); we found {ours:?}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} vectors checked");
+}
+
+// ---------------------------------------------------------------------------------------
+// JWT enforcement through the real server (the verifier's own cases are unit tests in
+// src/server/auth.rs).
+// ---------------------------------------------------------------------------------------
+
+const RS384_PRIVATE: &str = include_str!("fixtures/keys/rs384-private.pem");
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+fn token(aud: &str, jti: &str) -> String {
+    let now = jakguard::server::unix_now();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS384);
+    header.kid = Some("test-rs384".into());
+    header.typ = Some("JWT".into());
+    let claims =
+        json!({"iss": "https://ehr.test", "aud": aud, "exp": now + 300, "iat": now, "jti": jti});
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_der(&pem_to_der(RS384_PRIVATE)),
+    )
+    .unwrap()
+}
+
+async fn secured() -> Server {
+    let trusted = vec![TrustedFile {
+        iss: "https://ehr.test".into(),
+        jwks_file: Some(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys/jwks.json"),
+        ),
+        jwks_url: None,
+    }];
+    Server::start(&format!("jwt-{}", uuid::Uuid::new_v4()), trusted).await
+}
+
+#[tokio::test]
+async fn with_a_trusted_issuer_every_endpoint_needs_a_valid_token() {
+    let s = secured().await;
+    let url = format!("{}/cds-services/jakguard-order-sign", s.base);
+    let req = example("order-sign-tofacitinib.json");
+    // No token.
+    let r = s.client.post(&url).json(&req).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert!(
+        r.headers().get("x-jakguard-security").is_none(),
+        "secure mode does not announce insecurity"
+    );
+    // Discovery too.
+    let r = s
+        .client
+        .get(format!("{}/cds-services", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = s
+        .client
+        .get(format!("{}/cds-services", s.base))
+        .bearer_auth(token(&format!("{}/cds-services", s.base), "d1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A valid token for this endpoint.
+    let t = token(&url, "t1");
+    let r = s
+        .client
+        .post(&url)
+        .bearer_auth(&t)
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    // Replayed.
+    let r = s
+        .client
+        .post(&url)
+        .bearer_auth(&t)
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("used before"),
+        "{body}"
+    );
+    // Another endpoint's audience.
+    let r = s
+        .client
+        .post(&url)
+        .bearer_auth(token(
+            &format!("{}/cds-services/jakguard-order-select", s.base),
+            "t2",
+        ))
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Feedback: the feedback URL is the audience.
+    let card = v["cards"][0]["uuid"].as_str().unwrap();
+    let fb = json!({"feedback": [{"card": card, "outcome": "accepted", "acceptedSuggestions": [{"id": "x"}], "outcomeTimestamp": "2026-11-27T10:05:31Z"}]});
+    let r = s
+        .client
+        .post(format!("{url}/feedback"))
+        .bearer_auth(token(&format!("{url}/feedback"), "t3"))
+        .json(&fb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s
+        .client
+        .post(format!("{url}/feedback"))
+        .json(&fb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn no_trusted_issuer_on_a_public_address_refuses_to_start() {
+    let flags = Flags {
+        listen: Some("0.0.0.0:0".into()),
+        db: Some(std::env::temp_dir().join(format!("jg-refuse-{}.db", std::process::id()))),
+        public_url: None,
+        dev_insecure: false,
+    };
+    let config = Config::build(None, &flags).unwrap();
+    let kb = jakguard::load_knowledge(None).unwrap();
+    let err = jakguard::serve::state(kb, config, None)
+        .await
+        .err()
+        .expect("must refuse");
+    assert!(err.to_string().contains("no trusted issuer"), "{err}");
+}
