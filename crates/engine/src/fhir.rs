@@ -411,6 +411,11 @@ impl<T> Default for About<T> {
 }
 
 impl<T> About<T> {
+    fn append(&mut self, mut other: About<T>) {
+        self.items.append(&mut other.items);
+        self.subjects.append(&mut other.subjects);
+    }
+
     fn push(&mut self, subject: Subject, item: T) {
         self.subjects.push(subject);
         self.items.push(item);
@@ -499,6 +504,21 @@ impl RecordBuilder {
         }
     }
 
+    /// Takes over everything another builder collected.
+    fn absorb(&mut self, mut other: RecordBuilder) {
+        self.patients.append(&mut other.patients);
+        self.observations.append(other.observations);
+        self.conditions.append(other.conditions);
+        self.medications.append(&mut other.medications);
+        self.immunizations.append(other.immunizations);
+        self.allergies.append(other.allergies);
+        self.answers.append(other.answers);
+        self.medication_resources
+            .append(&mut other.medication_resources);
+        self.issues.append(&mut other.issues);
+        self.resource_count += other.resource_count;
+    }
+
     fn issue(&mut self, location: &str, message: impl Into<String>) {
         self.issues.push(InputIssue {
             location: location.to_string(),
@@ -509,6 +529,12 @@ impl RecordBuilder {
     /// A searchset Bundle inside the input (a CDS Hooks prefetch value, or a batch response).
     fn add_nested_bundle(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
         self.resource_count -= 1;
+        // The single-pass reader into a scratch builder, merged only when it read the whole
+        // Bundle; otherwise the entry-by-entry reader below reports each problem.
+        if let Some(b) = parse_bundle_fast(raw) {
+            self.absorb(b);
+            return Ok(());
+        }
         let bundle: WBundle<'_> = serde_json::from_str(raw).map_err(|e| InputIssue {
             location: location.to_string(),
             message: e.to_string(),

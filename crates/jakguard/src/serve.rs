@@ -114,12 +114,16 @@ pub async fn state(
 }
 
 pub fn serve(kb: Knowledge, args: ServeArgs) -> anyhow::Result<()> {
+    // Logs go to stderr, coloured only on a terminal. They carry no patient data: handlers
+    // log errors and counts, never identifiers, tokens or clinical values.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,hyper=warn".into()),
         )
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = build_config(&args)?;
     let as_of = match &args.as_of {

@@ -708,3 +708,80 @@ async fn no_trusted_issuer_on_a_public_address_refuses_to_start() {
         .expect("must refuse");
     assert!(err.to_string().contains("no trusted issuer"), "{err}");
 }
+
+#[tokio::test]
+async fn acknowledged_feedback_survives_the_process_being_killed() {
+    let dir = std::env::temp_dir().join(format!("jakguard-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("kill.db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jakguard"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            db.to_str().unwrap(),
+            "--as-of",
+            "2026-11-27",
+        ])
+        .current_dir(root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "server did not start");
+    let v: Value = client
+        .post(format!("{base}/cds-services/jakguard-order-sign"))
+        .json(&example("order-sign-tofacitinib.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let card = v["cards"][0]["uuid"].as_str().unwrap().to_string();
+    let fb = json!({"feedback": [{"card": card, "outcome": "overridden", "overrideReason": {"reason": {"code": "already-addressed", "system": "urn:jakguard:override-reason", "display": "Already addressed or ordered"}}, "outcomeTimestamp": "2026-11-27T10:05:31Z"}]});
+    let r = client
+        .post(format!("{base}/cds-services/jakguard-order-sign/feedback"))
+        .json(&fb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // SIGKILL right after the acknowledgement: no shutdown code runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM feedback WHERE card = ?1",
+            [&card],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1, "the acknowledged feedback must be on disk");
+    let comments: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM feedback WHERE has_comment = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(comments, 0);
+}

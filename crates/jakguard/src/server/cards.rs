@@ -81,9 +81,43 @@ fn summary(a: &Assessment) -> String {
             }
         }
         Decision::Eligible => a.dose.as_ref().map(|d| d.text.clone()).unwrap_or_default(),
-        _ => top(a).map(|f| f.title.clone()).unwrap_or_default(),
+        _ => {
+            let others = a
+                .findings
+                .iter()
+                .filter(|f| f.decision == a.decision)
+                .count()
+                .saturating_sub(1);
+            let title = top(a).map(|f| f.title.clone()).unwrap_or_default();
+            if others > 0 {
+                format!("{title} (+{others} more)")
+            } else {
+                title
+            }
+        }
+    };
+    // An adjusted dose is the actionable part: say it first.
+    let words = match a
+        .dose
+        .as_ref()
+        .filter(|d| !d.basis.is_empty() && a.decision != Decision::DoNotStart)
+    {
+        Some(d) => format!(
+            "{words} at {} mg {}",
+            d.mg.normalize(),
+            per_day(d.times_per_day)
+        ),
+        None => words.to_string(),
     };
     truncate(&format!("{drug}: {words} — {tail}"), 139)
+}
+
+fn per_day(n: u32) -> String {
+    match n {
+        1 => "once daily".into(),
+        2 => "twice daily".into(),
+        n => format!("{n} times daily"),
+    }
 }
 
 fn capitalise(s: &str) -> String {

@@ -45,7 +45,15 @@ pub async fn authorize(state: &AppState, headers: &HeaderMap, path: &str) -> Res
         .verify(authorization, &audience, unix_now())
         .await
         .map(|_| ())
-        .map_err(|e| AppError::Unauthorized(e.to_string()))
+        .map_err(|e| {
+            // Key-set fetch failures carry network details that are ours, not the caller's.
+            if matches!(e, super::auth::AuthError::Jwks(_)) {
+                tracing::warn!(error = %e, "JWT key set unavailable");
+                AppError::Unauthorized("the issuer's keys could not be obtained".into())
+            } else {
+                AppError::Unauthorized(e.to_string())
+            }
+        })
 }
 
 /// A draft order for one of the knowledge's drugs.
