@@ -360,6 +360,32 @@ fn peek_resource_type(raw: &str) -> Option<&str> {
     (!ty.contains('\\')).then_some(ty)
 }
 
+/// Parses one resource of `kind`; on failure, parses again tracking the path so the message
+/// names the field at fault.
+fn parse_typed(raw: &str, kind: Kind, location: &str) -> Result<Typed, InputIssue> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    match typed(kind, &mut de) {
+        Ok(t) => Ok(t),
+        Err(first) => {
+            let mut de = serde_json::Deserializer::from_str(raw);
+            let mut track = serde_path_to_error::Track::new();
+            let result = typed(
+                kind,
+                serde_path_to_error::Deserializer::new(&mut de, &mut track),
+            );
+            let path = track.path().to_string();
+            let message = match result {
+                Err(e) if path != "." => format!("at `{path}`: {e}"),
+                _ => first.to_string(),
+            };
+            Err(InputIssue {
+                location: location.to_string(),
+                message,
+            })
+        }
+    }
+}
+
 /// Parses `raw` as `T`; on failure, parses again tracking the path so the message names it.
 fn parse_as<T: DeserializeOwned>(raw: &str, location: &str) -> Result<T, InputIssue> {
     match serde_json::from_str::<T>(raw) {
@@ -479,28 +505,33 @@ impl RecordBuilder {
                 }
             },
         };
-        let result = match ty.as_str() {
-            "Patient" => self.add_patient(raw, location, full_url),
-            "Observation" => self.add_observation(raw, location),
-            "Condition" => self.add_condition(raw, location),
-            "MedicationRequest" => self.add_medication(raw, location, MedicationSource::Request),
-            "MedicationStatement" => {
-                self.add_medication(raw, location, MedicationSource::Statement)
+        let kind = Kind::of(&ty);
+        match kind {
+            Kind::Bundle => {
+                if let Err(e) = self.add_nested_bundle(raw, location) {
+                    self.issues.push(e);
+                }
             }
-            "MedicationAdministration" => {
-                self.add_medication(raw, location, MedicationSource::Administration)
-            }
-            "MedicationDispense" => self.add_medication(raw, location, MedicationSource::Dispense),
-            "Medication" => self.add_medication_resource(raw, location, full_url),
-            "Immunization" => self.add_immunization(raw, location),
-            "AllergyIntolerance" => self.add_allergy(raw, location),
-            "QuestionnaireResponse" => self.add_questionnaire_response(raw, location),
-            "Bundle" => self.add_nested_bundle(raw, location),
             // Every other resource type (Encounter, Claim, …) is not used by the rules.
-            _ => Ok(()),
-        };
-        if let Err(e) = result {
-            self.issues.push(e);
+            Kind::Other => {}
+            _ => match parse_typed(raw, kind, location) {
+                Ok(t) => self.push_typed(t, location, full_url),
+                Err(e) => self.issues.push(e),
+            },
+        }
+    }
+
+    fn push_typed(&mut self, resource: Typed, location: &str, full_url: Option<&str>) {
+        match resource {
+            Typed::Patient(w) => self.push_patient(w, location, full_url),
+            Typed::Observation(w) => self.push_observation(w, location),
+            Typed::Condition(w) => self.push_condition(w, location),
+            Typed::MedicationUse(w, src) => self.push_medication(w, location, src),
+            Typed::Medication(w) => self.push_medication_resource(w, full_url),
+            Typed::Immunization(w) => self.push_immunization(w, location),
+            Typed::Allergy(w) => self.push_allergy(w, location),
+            Typed::QuestionnaireResponse(w) => self.push_questionnaire_response(w, location),
+            Typed::Other => {}
         }
     }
 
@@ -548,17 +579,6 @@ impl RecordBuilder {
         Ok(())
     }
 
-    fn add_patient(
-        &mut self,
-        raw: &str,
-        location: &str,
-        full_url: Option<&str>,
-    ) -> Result<(), InputIssue> {
-        let w: WPatient = parse_as(raw, location)?;
-        self.push_patient(w, location, full_url);
-        Ok(())
-    }
-
     fn push_patient(&mut self, w: WPatient, location: &str, full_url: Option<&str>) {
         let birth_date = read_date(
             w.birth_date.as_deref(),
@@ -579,12 +599,6 @@ impl RecordBuilder {
             deceased: w.deceased_boolean.unwrap_or(false) || w.deceased_date_time.is_some(),
         };
         self.patients.push((info, full_url.map(str::to_string)));
-    }
-
-    fn add_observation(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
-        let w: WObservation = parse_as(raw, location)?;
-        self.push_observation(w, location);
-        Ok(())
     }
 
     fn push_observation(&mut self, w: WObservation, location: &str) {
@@ -627,12 +641,6 @@ impl RecordBuilder {
         );
     }
 
-    fn add_condition(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
-        let w: WCondition = parse_as(raw, location)?;
-        self.push_condition(w, location);
-        Ok(())
-    }
-
     fn push_condition(&mut self, w: WCondition, location: &str) {
         let reference = reference_name("Condition", w.id.as_deref(), location);
         let onset_text = w
@@ -663,17 +671,6 @@ impl RecordBuilder {
                 recorded,
             },
         );
-    }
-
-    fn add_medication(
-        &mut self,
-        raw: &str,
-        location: &str,
-        source: MedicationSource,
-    ) -> Result<(), InputIssue> {
-        let w: WMedicationUse = parse_as(raw, location)?;
-        self.push_medication(w, location, source);
-        Ok(())
     }
 
     fn push_medication(&mut self, w: WMedicationUse, location: &str, source: MedicationSource) {
@@ -739,17 +736,6 @@ impl RecordBuilder {
         ));
     }
 
-    fn add_medication_resource(
-        &mut self,
-        raw: &str,
-        location: &str,
-        full_url: Option<&str>,
-    ) -> Result<(), InputIssue> {
-        let w: WMedication = parse_as(raw, location)?;
-        self.push_medication_resource(w, full_url);
-        Ok(())
-    }
-
     fn push_medication_resource(&mut self, w: WMedication, full_url: Option<&str>) {
         let mut names = vec![];
         if let Some(id) = &w.id {
@@ -759,12 +745,6 @@ impl RecordBuilder {
             names.push(u.to_string());
         }
         self.medication_resources.push((names, concept(w.code)));
-    }
-
-    fn add_immunization(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
-        let w: WImmunization = parse_as(raw, location)?;
-        self.push_immunization(w, location);
-        Ok(())
     }
 
     fn push_immunization(&mut self, w: WImmunization, location: &str) {
@@ -786,12 +766,6 @@ impl RecordBuilder {
         );
     }
 
-    fn add_allergy(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
-        let w: WAllergy = parse_as(raw, location)?;
-        self.push_allergy(w, location);
-        Ok(())
-    }
-
     fn push_allergy(&mut self, w: WAllergy, location: &str) {
         let reference = reference_name("AllergyIntolerance", w.id.as_deref(), location);
         self.allergies.push(
@@ -803,12 +777,6 @@ impl RecordBuilder {
                 verification_status: status_code(w.verification_status),
             },
         );
-    }
-
-    fn add_questionnaire_response(&mut self, raw: &str, location: &str) -> Result<(), InputIssue> {
-        let w: WQuestionnaireResponse = parse_as(raw, location)?;
-        self.push_questionnaire_response(w, location);
-        Ok(())
     }
 
     fn push_questionnaire_response(&mut self, w: WQuestionnaireResponse, location: &str) {
@@ -1000,32 +968,18 @@ fn typed_from_map<'de, A: serde::de::MapAccess<'de>>(
     while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
         object.insert(k, v);
     }
-    let kind = match object.get("resourceType").and_then(|v| v.as_str()) {
-        Some(t) => {
-            Kind::deserialize(serde_json::Value::String(t.to_string())).map_err(A::Error::custom)?
-        }
-        None => return Err(A::Error::custom("resource without `resourceType`")),
+    let Some(kind) = object
+        .get("resourceType")
+        .and_then(|v| v.as_str())
+        .map(Kind::of)
+    else {
+        return Err(A::Error::custom("resource without `resourceType`"));
     };
-    let value = serde_json::Value::Object(object);
-    let e = A::Error::custom;
-    Ok(match kind {
-        Kind::Patient => Typed::Patient(WPatient::deserialize(value).map_err(e)?),
-        Kind::Observation => Typed::Observation(WObservation::deserialize(value).map_err(e)?),
-        Kind::Condition => Typed::Condition(WCondition::deserialize(value).map_err(e)?),
-        Kind::Use(src) => Typed::MedicationUse(WMedicationUse::deserialize(value).map_err(e)?, src),
-        Kind::Medication => Typed::Medication(WMedication::deserialize(value).map_err(e)?),
-        Kind::Immunization => Typed::Immunization(WImmunization::deserialize(value).map_err(e)?),
-        Kind::Allergy => Typed::Allergy(WAllergy::deserialize(value).map_err(e)?),
-        Kind::QuestionnaireResponse => {
-            Typed::QuestionnaireResponse(WQuestionnaireResponse::deserialize(value).map_err(e)?)
-        }
-        Kind::Bundle => return Err(A::Error::custom("nested Bundle")),
-        Kind::Other => Typed::Other,
-    })
+    typed(kind, serde_json::Value::Object(object)).map_err(A::Error::custom)
 }
 
 /// The resource types JAKGuard reads, from the `resourceType` string.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Patient,
     Observation,
@@ -1039,6 +993,48 @@ enum Kind {
     Other,
 }
 
+impl Kind {
+    fn of(resource_type: &str) -> Kind {
+        match resource_type {
+            "Patient" => Kind::Patient,
+            "Observation" => Kind::Observation,
+            "Condition" => Kind::Condition,
+            "MedicationRequest" => Kind::Use(MedicationSource::Request),
+            "MedicationStatement" => Kind::Use(MedicationSource::Statement),
+            "MedicationAdministration" => Kind::Use(MedicationSource::Administration),
+            "MedicationDispense" => Kind::Use(MedicationSource::Dispense),
+            "Medication" => Kind::Medication,
+            "Immunization" => Kind::Immunization,
+            "AllergyIntolerance" => Kind::Allergy,
+            "QuestionnaireResponse" => Kind::QuestionnaireResponse,
+            "Bundle" => Kind::Bundle,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// Reads the rest of a resource of `kind` (every other type is skipped).
+fn typed<'de, D: serde::Deserializer<'de>>(kind: Kind, d: D) -> Result<Typed, D::Error> {
+    use serde::de::Error;
+    Ok(match kind {
+        Kind::Patient => Typed::Patient(WPatient::deserialize(d)?),
+        Kind::Observation => Typed::Observation(WObservation::deserialize(d)?),
+        Kind::Condition => Typed::Condition(WCondition::deserialize(d)?),
+        Kind::Use(src) => Typed::MedicationUse(WMedicationUse::deserialize(d)?, src),
+        Kind::Medication => Typed::Medication(WMedication::deserialize(d)?),
+        Kind::Immunization => Typed::Immunization(WImmunization::deserialize(d)?),
+        Kind::Allergy => Typed::Allergy(WAllergy::deserialize(d)?),
+        Kind::QuestionnaireResponse => {
+            Typed::QuestionnaireResponse(WQuestionnaireResponse::deserialize(d)?)
+        }
+        Kind::Bundle => return Err(D::Error::custom("nested Bundle")),
+        Kind::Other => {
+            serde::de::IgnoredAny::deserialize(d)?;
+            Typed::Other
+        }
+    })
+}
+
 impl<'de> Deserialize<'de> for Kind {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -1048,21 +1044,7 @@ impl<'de> Deserialize<'de> for Kind {
                 f.write_str("a resource type")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Kind, E> {
-                Ok(match v {
-                    "Patient" => Kind::Patient,
-                    "Observation" => Kind::Observation,
-                    "Condition" => Kind::Condition,
-                    "MedicationRequest" => Kind::Use(MedicationSource::Request),
-                    "MedicationStatement" => Kind::Use(MedicationSource::Statement),
-                    "MedicationAdministration" => Kind::Use(MedicationSource::Administration),
-                    "MedicationDispense" => Kind::Use(MedicationSource::Dispense),
-                    "Medication" => Kind::Medication,
-                    "Immunization" => Kind::Immunization,
-                    "AllergyIntolerance" => Kind::Allergy,
-                    "QuestionnaireResponse" => Kind::QuestionnaireResponse,
-                    "Bundle" => Kind::Bundle,
-                    _ => Kind::Other,
-                })
+                Ok(Kind::of(v))
             }
         }
         d.deserialize_str(V)
@@ -1088,24 +1070,7 @@ impl<'de> Deserialize<'de> for Typed {
                     None => return Err(A::Error::custom("an empty resource")),
                 }
                 let kind: Kind = map.next_value()?;
-                let rest = serde::de::value::MapAccessDeserializer::new(map);
-                Ok(match kind {
-                    Kind::Patient => Typed::Patient(WPatient::deserialize(rest)?),
-                    Kind::Observation => Typed::Observation(WObservation::deserialize(rest)?),
-                    Kind::Condition => Typed::Condition(WCondition::deserialize(rest)?),
-                    Kind::Use(src) => Typed::MedicationUse(WMedicationUse::deserialize(rest)?, src),
-                    Kind::Medication => Typed::Medication(WMedication::deserialize(rest)?),
-                    Kind::Immunization => Typed::Immunization(WImmunization::deserialize(rest)?),
-                    Kind::Allergy => Typed::Allergy(WAllergy::deserialize(rest)?),
-                    Kind::QuestionnaireResponse => {
-                        Typed::QuestionnaireResponse(WQuestionnaireResponse::deserialize(rest)?)
-                    }
-                    Kind::Bundle => return Err(A::Error::custom("nested Bundle")),
-                    Kind::Other => {
-                        serde::de::IgnoredAny::deserialize(rest)?;
-                        Typed::Other
-                    }
-                })
+                typed(kind, serde::de::value::MapAccessDeserializer::new(map))
             }
         }
         d.deserialize_map(V)
@@ -1129,17 +1094,7 @@ impl RecordBuilder {
         self.resource_count += 1;
         let location = format!("entry[{i}].resource");
         let full_url = entry.full_url.as_deref();
-        match resource {
-            Typed::Patient(w) => self.push_patient(w, &location, full_url),
-            Typed::Observation(w) => self.push_observation(w, &location),
-            Typed::Condition(w) => self.push_condition(w, &location),
-            Typed::MedicationUse(w, src) => self.push_medication(w, &location, src),
-            Typed::Medication(w) => self.push_medication_resource(w, full_url),
-            Typed::Immunization(w) => self.push_immunization(w, &location),
-            Typed::Allergy(w) => self.push_allergy(w, &location),
-            Typed::QuestionnaireResponse(w) => self.push_questionnaire_response(w, &location),
-            Typed::Other => {}
-        }
+        self.push_typed(resource, &location, full_url);
     }
 }
 

@@ -39,6 +39,30 @@ pub struct Evidence {
     pub matched_by: Option<MatchKind>,
 }
 
+impl Evidence {
+    /// One line for people: `Hemoglobin (reported as 8.5 g/dL): 8.5 g/dL (2026-11-20)`.
+    /// The age of an age is its text already, so its value is not repeated.
+    pub fn line(&self) -> String {
+        let mut s = self.text.clone();
+        if let Some(v) = self
+            .value
+            .as_ref()
+            .filter(|_| self.unit.as_deref() != Some("years"))
+        {
+            s.push_str(": ");
+            s.push_str(v);
+            if let Some(u) = &self.unit {
+                s.push(' ');
+                s.push_str(u);
+            }
+        }
+        if let Some(d) = self.date {
+            s.push_str(&format!(" ({d})"));
+        }
+        s
+    }
+}
+
 /// Something a rule needs that the record does not give.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Missing {

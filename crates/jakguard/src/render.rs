@@ -134,23 +134,7 @@ pub fn text(r: &Report, out: &mut impl Write) -> io::Result<()> {
             writeln!(out, "  {st}{}{st:#} {}{unverified}", mark(f), f.summary)?;
             writeln!(out, "      → {}", f.action)?;
             for e in &f.evidence {
-                let mut line = e.text.clone();
-                if let Some(v) = e
-                    .value
-                    .as_ref()
-                    .filter(|_| e.unit.as_deref() != Some("years"))
-                {
-                    line.push_str(&format!(
-                        ": {v}{}",
-                        e.unit
-                            .as_deref()
-                            .map(|u| format!(" {u}"))
-                            .unwrap_or_default()
-                    ));
-                }
-                if let Some(d) = e.date {
-                    line.push_str(&format!(" on {d}"));
-                }
+                let mut line = e.line();
                 if let Some(res) = &e.resource {
                     line.push_str(&format!(" ({res})"));
                 }
@@ -279,26 +263,7 @@ pub fn markdown(r: &Report, out: &mut impl Write) -> io::Result<()> {
             )?;
         }
         for f in &a.findings {
-            let evidence: Vec<String> = f
-                .evidence
-                .iter()
-                .map(|e| {
-                    let mut s = e.text.clone();
-                    if let Some(v) = &e.value {
-                        s.push_str(&format!(
-                            ": {v}{}",
-                            e.unit
-                                .as_deref()
-                                .map(|u| format!(" {u}"))
-                                .unwrap_or_default()
-                        ));
-                    }
-                    if let Some(d) = e.date {
-                        s.push_str(&format!(" ({d})"));
-                    }
-                    s
-                })
-                .collect();
+            let evidence: Vec<String> = f.evidence.iter().map(|e| e.line()).collect();
             let sources: Vec<String> = f
                 .citations
                 .iter()

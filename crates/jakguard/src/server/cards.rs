@@ -177,28 +177,7 @@ fn detail(report: &Report, a: &Assessment) -> String {
     if !shown.is_empty() {
         d.push_str("| Finding | What to do | Evidence | Source |\n|---|---|---|---|\n");
         for f in shown {
-            let ev: Vec<String> = f
-                .evidence
-                .iter()
-                .map(|e| {
-                    let mut s = e.text.clone();
-                    if let Some(v) = &e.value
-                        && e.unit.as_deref() != Some("years")
-                    {
-                        s.push_str(&format!(
-                            ": {v}{}",
-                            e.unit
-                                .as_deref()
-                                .map(|u| format!(" {u}"))
-                                .unwrap_or_default()
-                        ));
-                    }
-                    if let Some(date) = e.date {
-                        s.push_str(&format!(" ({date})"));
-                    }
-                    s
-                })
-                .collect();
+            let ev: Vec<String> = f.evidence.iter().map(|e| e.line()).collect();
             let src: Vec<String> = f
                 .citations
                 .iter()
