@@ -37,6 +37,9 @@ pub struct TrustedFile {
     pub iss: String,
     pub jwks_file: Option<PathBuf>,
     pub jwks_url: Option<String>,
+    /// With `jwks_file`: the URL the issuer publishes the set at, accepted in a token's `jku`
+    /// header but never fetched (the CDS Hooks sandbox sends one).
+    pub jku: Option<String>,
 }
 
 /// A partial file: every key optional, laid over the defaults.

@@ -83,6 +83,7 @@ pub async fn state(
                     (None, Some(u)) => auth::JwksSource::Url(u.clone()),
                     (None, None) => auth::JwksSource::Url(String::new()),
                 },
+                jku: t.jku.clone(),
             })
             .collect();
         let cfg = auth::AuthConfig {

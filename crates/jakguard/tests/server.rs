@@ -596,6 +596,7 @@ async fn secured() -> Server {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys/jwks.json"),
         ),
         jwks_url: None,
+        jku: None,
     }];
     Server::start(&format!("jwt-{}", uuid::Uuid::new_v4()), trusted).await
 }

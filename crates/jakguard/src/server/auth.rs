@@ -92,6 +92,9 @@ pub struct TrustedIssuer {
     pub iss: String,
     /// Where that issuer's public keys come from.
     pub jwks: JwksSource,
+    /// For a file or inline key set: the URL the issuer publishes it at. Tokens whose `jku`
+    /// names it are accepted (the CDS Hooks sandbox always sends one); it is never fetched.
+    pub jku: Option<String>,
 }
 
 /// Which clients are trusted and how strictly their tokens are checked.
@@ -233,8 +236,9 @@ pub struct Verifier {
 /// One issuer's keys.
 #[derive(Debug)]
 enum IssuerKeys {
-    /// From a file or the configuration: loaded once, never refreshed.
-    Pinned(KeySet),
+    /// From a file or the configuration: loaded once, never refreshed; with the URL it is
+    /// published at, if configured.
+    Pinned(KeySet, Option<String>),
     /// From the issuer's JWK Set URL.
     Remote(RemoteKeys),
 }
@@ -306,17 +310,26 @@ impl Verifier {
                     trusted.iss
                 )));
             }
+            if let Some(u) = &trusted.jku {
+                check_jwks_url(u).map_err(AuthError::Jwks)?;
+            }
             let keys = match trusted.jwks {
                 JwksSource::File(path) => {
                     let origin = format!("key set file `{}`", path.display());
                     // Blocking read: this runs once at start-up, before any request is served.
                     let text = std::fs::read(&path)
                         .map_err(|e| AuthError::Jwks(format!("cannot read {origin}: {e}")))?;
-                    IssuerKeys::Pinned(parse_key_set(&text, &origin).map_err(AuthError::Jwks)?)
+                    IssuerKeys::Pinned(
+                        parse_key_set(&text, &origin).map_err(AuthError::Jwks)?,
+                        trusted.jku.clone(),
+                    )
                 }
                 JwksSource::Inline(set) => {
                     let origin = format!("the inline key set of issuer `{}`", trusted.iss);
-                    IssuerKeys::Pinned(usable_keys(&set.keys, &origin).map_err(AuthError::Jwks)?)
+                    IssuerKeys::Pinned(
+                        usable_keys(&set.keys, &origin).map_err(AuthError::Jwks)?,
+                        trusted.jku.clone(),
+                    )
                 }
                 JwksSource::Url(url) => {
                     check_jwks_url(&url).map_err(AuthError::Jwks)?;
@@ -395,7 +408,7 @@ impl Verifier {
 
     async fn find_key(&self, issuer: &IssuerKeys, kid: &str) -> Result<VerifyingKey, AuthError> {
         match issuer {
-            IssuerKeys::Pinned(set) => set
+            IssuerKeys::Pinned(set, _) => set
                 .by_kid
                 .get(kid)
                 .cloned()
@@ -676,12 +689,13 @@ fn accepted_algorithm(header: &Map<String, Value>) -> Result<Algorithm, AuthErro
     }
 }
 
-/// A key set URL allowlisted for an issuer is the only one we compare `jku` with; with a file or
-/// inline key set there is none, so any `jku` is refused.
+/// A key set URL configured for an issuer is the only one a `jku` may name; a file or inline
+/// key set without a configured `jku` URL refuses every `jku`.
 fn check_jku(issuer: &IssuerKeys, jku: Option<&str>, iss: &str) -> Result<(), AuthError> {
     match (jku, issuer) {
         (None, _) => Ok(()),
         (Some(jku), IssuerKeys::Remote(remote)) if remote.url == jku => Ok(()),
+        (Some(jku), IssuerKeys::Pinned(_, Some(url))) if url == jku => Ok(()),
         (Some(jku), _) => Err(AuthError::Jwks(format!(
             "header `jku` `{}` is not the key set URL configured for issuer `{}`",
             excerpt(jku),
@@ -1054,6 +1068,7 @@ mod tests {
         Verifier::new(config(vec![TrustedIssuer {
             iss: ISS.into(),
             jwks: JwksSource::Inline(test_jwks()),
+            jku: None,
         }]))
         .await
         .unwrap()
@@ -1106,6 +1121,7 @@ mod tests {
             ..config(vec![TrustedIssuer {
                 iss: SPEC_ISS.into(),
                 jwks: JwksSource::Url(SPEC_JKU.into()),
+                jku: None,
             }])
         })
         .await
@@ -1168,6 +1184,7 @@ mod tests {
         Verifier::new(config(vec![TrustedIssuer {
             iss: ISS.into(),
             jwks: JwksSource::Url(url.into()),
+            jku: None,
         }]))
         .await
         .unwrap()
@@ -1249,6 +1266,7 @@ mod tests {
             ..config(vec![TrustedIssuer {
                 iss: SPEC_ISS.into(),
                 jwks: JwksSource::Inline(serde_json::from_str(SPEC_JWKS).unwrap()),
+                jku: None,
             }])
         })
         .await
@@ -1260,6 +1278,26 @@ mod tests {
             matches!(&result, Err(AuthError::Jwks(why)) if why.contains(SPEC_JKU)),
             "{result:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn spec_example_token_with_a_pinned_key_set_and_its_configured_jku_passes() {
+        // Offline trust of a client that always sends `jku` (the CDS Hooks sandbox): the key
+        // set comes from configuration and the URL it names is accepted, never fetched.
+        let verifier = Verifier::new(AuthConfig {
+            max_lifetime_secs: u64::MAX,
+            ..config(vec![TrustedIssuer {
+                iss: SPEC_ISS.into(),
+                jwks: JwksSource::Inline(serde_json::from_str(SPEC_JWKS).unwrap()),
+                jku: Some(SPEC_JKU.into()),
+            }])
+        })
+        .await
+        .unwrap();
+        let result = verifier
+            .verify(Some(&bearer(SPEC_TOKEN)), SPEC_AUD, SPEC_IAT + 10)
+            .await;
+        assert!(result.is_ok(), "{result:?}");
     }
 
     // ---- good tokens ----------------------------------------------------------------------
@@ -1320,6 +1358,7 @@ mod tests {
         let verifier = Verifier::new(config(vec![TrustedIssuer {
             iss: ISS.into(),
             jwks: JwksSource::File(path),
+            jku: None,
         }]))
         .await
         .unwrap();
@@ -1738,6 +1777,7 @@ mod tests {
         let result = Verifier::new(config(vec![TrustedIssuer {
             iss: ISS.into(),
             jwks: JwksSource::File("/nonexistent/jwks.json".into()),
+            jku: None,
         }]))
         .await;
         assert!(matches!(result, Err(AuthError::Jwks(_))));
@@ -1756,6 +1796,7 @@ mod tests {
             let result = Verifier::new(config(vec![TrustedIssuer {
                 iss: ISS.into(),
                 jwks: JwksSource::Url(url.into()),
+                jku: None,
             }]))
             .await;
             assert_eq!(result.is_ok(), ok, "{url}");
@@ -1775,6 +1816,7 @@ mod tests {
         let result = Verifier::new(config(vec![TrustedIssuer {
             iss: ISS.into(),
             jwks: JwksSource::Inline(set),
+            jku: None,
         }]))
         .await;
         assert!(matches!(result, Err(AuthError::Jwks(_))));
