@@ -436,22 +436,15 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
             let ok =
                 at_least.is_none_or(|a| age >= a as i32) && below.is_none_or(|b| age < b as i32);
             if ok {
-                Outcome::t(vec![Evidence {
-                    resource: f
-                        .record
-                        .patient
-                        .id
-                        .as_ref()
-                        .map(|id| format!("Patient/{id}")),
-                    text: match f.record.patient.birth_date {
-                        Some(b) => format!("age {age} (born {b})"),
-                        None => format!("age {age}"),
-                    },
-                    value: Some(age.to_string()),
-                    unit: Some("years".into()),
-                    date: None,
-                    matched_by: None,
-                }])
+                let text = match f.record.patient.birth_date {
+                    Some(b) => format!("age {age} (born {b})"),
+                    None => format!("age {age}"),
+                };
+                Outcome::t(vec![patient_evidence(
+                    f,
+                    text,
+                    Some((age.to_string(), "years")),
+                )])
             } else {
                 Outcome::f()
             }
@@ -471,23 +464,29 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                 }
             };
             if g == *sex {
-                Outcome::t(vec![Evidence {
-                    resource: f
-                        .record
-                        .patient
-                        .id
-                        .as_ref()
-                        .map(|id| format!("Patient/{id}")),
-                    text: format!("sex {}", if g == Sex::Female { "female" } else { "male" }),
-                    value: None,
-                    unit: None,
-                    date: None,
-                    matched_by: None,
-                }])
+                let text = format!("sex {}", if g == Sex::Female { "female" } else { "male" });
+                Outcome::t(vec![patient_evidence(f, text, None)])
             } else {
                 Outcome::f()
             }
         }
+    }
+}
+
+/// Evidence taken from the Patient resource itself (age, sex).
+fn patient_evidence(f: &Facts<'_>, text: String, value: Option<(String, &str)>) -> Evidence {
+    Evidence {
+        resource: f
+            .record
+            .patient
+            .id
+            .as_ref()
+            .map(|id| format!("Patient/{id}")),
+        text,
+        unit: value.as_ref().map(|(_, u)| (*u).to_string()),
+        value: value.map(|(v, _)| v),
+        date: None,
+        matched_by: None,
     }
 }
 
