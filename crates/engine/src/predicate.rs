@@ -114,40 +114,65 @@ pub struct DrugContext {
 pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
     match p {
         Pred::All(list) => {
-            let outs: Vec<Outcome> = list.iter().map(|x| eval(x, f, ctx)).collect();
-            if outs.iter().any(|o| o.truth == Truth::False) {
-                return Outcome::f();
+            // False if any part is false (evaluated to the end for that reason); else unknown
+            // if a part is: then ask only for what the first unknown part needs — conditions
+            // are written in the order a clinician tests (antibody before RNA), so this names
+            // the next test rather than every test that might follow; else true.
+            let mut evidence: Vec<Evidence> = vec![];
+            let mut first_unknown: Option<Vec<Missing>> = None;
+            for x in list {
+                let o = eval(x, f, ctx);
+                match o.truth {
+                    Truth::False => return Outcome::f(),
+                    Truth::Unknown => {
+                        first_unknown.get_or_insert(o.missing);
+                    }
+                    Truth::True => add_evidence(&mut evidence, o.evidence),
+                }
             }
-            // Unknown: ask only for what the first unknown part needs. Conditions are
-            // written in the order a clinician tests (antibody before RNA), so this names the
-            // next test rather than every test that might follow.
-            if let Some(first) = outs.iter().position(|o| o.truth == Truth::Unknown) {
-                let mut outs = outs;
-                let o = outs.swap_remove(first);
-                return Outcome {
+            match first_unknown {
+                Some(missing) => Outcome {
                     truth: Truth::Unknown,
                     evidence: vec![],
-                    missing: o.missing,
-                };
+                    missing,
+                },
+                None => Outcome::t(evidence),
             }
-            merge(outs, |o| o.truth == Truth::True)
         }
         Pred::Any(list) => {
-            let outs: Vec<Outcome> = list.iter().map(|x| eval(x, f, ctx)).collect();
-            if outs.iter().any(|o| o.truth == Truth::True) {
-                let mut evidence: Vec<Evidence> = vec![];
-                for e in outs
-                    .into_iter()
-                    .filter(|o| o.truth == Truth::True)
-                    .flat_map(|o| o.evidence)
-                {
-                    if !evidence.contains(&e) {
-                        evidence.push(e);
+            // True if any part is true (with the evidence of every true part); else unknown
+            // if a part is (and every unknown part's needs); else false.
+            let mut evidence: Vec<Evidence> = vec![];
+            let mut missing: Vec<Missing> = vec![];
+            let mut any_true = false;
+            for x in list {
+                let o = eval(x, f, ctx);
+                match o.truth {
+                    Truth::True => {
+                        any_true = true;
+                        add_evidence(&mut evidence, o.evidence);
                     }
+                    Truth::Unknown if !any_true => {
+                        for m in o.missing {
+                            if !missing.iter().any(|y| y.key == m.key) {
+                                missing.push(m);
+                            }
+                        }
+                    }
+                    _ => {}
                 }
-                return Outcome::t(evidence);
             }
-            merge(outs, |o| o.truth == Truth::Unknown)
+            if any_true {
+                Outcome::t(evidence)
+            } else if !missing.is_empty() {
+                Outcome {
+                    truth: Truth::Unknown,
+                    evidence: vec![],
+                    missing,
+                }
+            } else {
+                Outcome::f()
+            }
         }
         Pred::Not(inner) => {
             let o = eval(inner, f, ctx);
@@ -542,37 +567,12 @@ fn lab_evidence(f: &Facts<'_>, lab: LabId, r: &LabResult) -> Evidence {
     }
 }
 
-fn merge(outs: Vec<Outcome>, keep: impl Fn(&Outcome) -> bool) -> Outcome {
-    let unknown = outs.iter().any(|o| o.truth == Truth::Unknown);
-    let all_true = outs.iter().all(|o| o.truth == Truth::True);
-    let mut evidence = vec![];
-    let mut missing: Vec<Missing> = vec![];
-    for o in outs.into_iter().filter(|o| keep(o)) {
-        for e in o.evidence {
-            if !evidence.contains(&e) {
-                evidence.push(e);
-            }
+/// Adds evidence not already present (two parts may rest on the same record).
+fn add_evidence(into: &mut Vec<Evidence>, more: Vec<Evidence>) {
+    for e in more {
+        if !into.contains(&e) {
+            into.push(e);
         }
-        for m in o.missing {
-            if !missing.iter().any(|x| x.key == m.key) {
-                missing.push(m);
-            }
-        }
-    }
-    let truth = if unknown {
-        Truth::Unknown
-    } else if all_true {
-        Truth::True
-    } else {
-        Truth::False
-    };
-    if truth == Truth::Unknown {
-        evidence.clear();
-    }
-    Outcome {
-        truth,
-        evidence,
-        missing,
     }
 }
 
