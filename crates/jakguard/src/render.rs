@@ -119,7 +119,13 @@ pub fn text(r: &Report, out: &mut impl Write) -> io::Result<()> {
         if !orders.is_empty() {
             writeln!(out, "  {MAGENTA}Data needed — order or record:{MAGENTA:#}")?;
             for (order, whats) in &orders {
-                writeln!(out, "    ? {order} {DIM}({}){DIM:#}", whats.join(", "))?;
+                // Name what is missing only when the order does not already say it.
+                let lower = order.to_lowercase();
+                if whats.iter().all(|w| lower.contains(&w.to_lowercase())) {
+                    writeln!(out, "    ? {order}")?;
+                } else {
+                    writeln!(out, "    ? {order} {DIM}({}){DIM:#}", whats.join(", "))?;
+                }
             }
         }
         for f in a.findings.iter().filter(|f| {
