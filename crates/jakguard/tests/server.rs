@@ -296,6 +296,19 @@ async fn missing_prefetch_without_a_fhir_server_is_412() {
     let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
     assert_eq!(status, 412, "{v}");
     assert!(v["error"].as_str().unwrap().contains("observations"));
+    // Failed requests are audited too, with a salted hash and never the patient id.
+    s.state.store.flush();
+    let conn = rusqlite::Connection::open(&s.state.config.db).unwrap();
+    let (n, hash): (i64, String) = conn
+        .query_row(
+            "SELECT COUNT(*), MAX(patient_hash) FROM audit WHERE status = 412",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_ne!(hash, "p1");
+    assert_eq!(hash, s.state.store.patient_hash("p1"));
     s.stop().await;
 }
 

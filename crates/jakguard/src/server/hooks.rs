@@ -128,17 +128,57 @@ fn jak_drafts(state: &AppState, req: &HookRequest) -> Vec<DraftJak> {
     out
 }
 
+/// Answers a hook request; a request that fails is audited too (with its status), so the
+/// audit log holds every request, not only the answered ones.
 pub async fn service(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
+    let result = answer(&state, &id, &headers, &body).await;
+    if let Err(e) = &result {
+        // Best effort: the hook instance and patient of a request that may not even be JSON.
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let hook_instance = v
+            .get("hookInstance")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let patient = v
+            .get("context")
+            .and_then(|c| c.get("patientId"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        state.store.record_request(
+            AuditEntry {
+                at: chrono::Utc::now().to_rfc3339(),
+                service: id.clone(),
+                hook_instance,
+                patient_hash: (!patient.is_empty()).then(|| state.store.patient_hash(patient)),
+                status: e.status().as_u16(),
+                cards: 0,
+                knowledge_version: state.kb.version.clone(),
+            },
+            vec![],
+        );
+    }
+    result
+}
+
+async fn answer(
+    state: &Arc<AppState>,
+    id: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, AppError> {
+    let state = Arc::clone(state);
+    let id = id.to_string();
     let Some(service) = state.services.iter().find(|s| s.id == id) else {
         return Err(AppError::NotFound(format!("no CDS service `{id}`")));
     };
-    authorize(&state, &headers, &format!("/cds-services/{id}")).await?;
-    let req: HookRequest = serde_json::from_slice(&body)
+    authorize(&state, headers, &format!("/cds-services/{id}")).await?;
+    let req: HookRequest = serde_json::from_slice(body)
         .map_err(|e| AppError::BadRequest(vec![format!("body: {e}")]))?;
     if req.hook != service.hook {
         return Err(AppError::BadRequest(vec![format!(

@@ -58,25 +58,33 @@ pub enum AppError {
     Internal(String),
 }
 
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, error, problems) = match self {
+        let status = self.status();
+        let (error, problems) = match self {
             AppError::BadRequest(p) => (
-                StatusCode::BAD_REQUEST,
                 "the request is not a usable CDS Hooks request".to_string(),
                 p,
             ),
-            AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m, vec![]),
-            AppError::NotFound(m) => (StatusCode::NOT_FOUND, m, vec![]),
-            AppError::PreconditionFailed(m) => (StatusCode::PRECONDITION_FAILED, m, vec![]),
+            AppError::Unauthorized(m) | AppError::NotFound(m) | AppError::PreconditionFailed(m) => {
+                (m, vec![])
+            }
             AppError::Internal(m) => {
                 // The details go to the log, not to the client.
                 tracing::error!(error = %m, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error".to_string(),
-                    vec![],
-                )
+                ("internal error".to_string(), vec![])
             }
         };
         let body = serde_json::json!({ "error": error, "problems": problems });
