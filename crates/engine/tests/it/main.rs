@@ -6,5 +6,6 @@
 mod cases;
 mod knowledge;
 mod real_data;
+mod robustness;
 mod support;
 mod units;
