@@ -723,12 +723,13 @@ async fn no_trusted_issuer_on_a_public_address_refuses_to_start() {
     assert!(err.to_string().contains("no trusted issuer"), "{err}");
 }
 
-#[tokio::test]
-async fn acknowledged_feedback_survives_the_process_being_killed() {
-    let dir = std::env::temp_dir().join(format!("jakguard-kill-{}", std::process::id()));
+/// Starts the real `jakguard serve` binary on a free port with its own database; returns the
+/// process, the base URL and the database path once it answers.
+async fn spawn_serve(name: &str) -> (std::process::Child, String, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("jakguard-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("kill.db");
+    let db = dir.join("serve.db");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -751,15 +752,21 @@ async fn acknowledged_feedback_survives_the_process_being_killed() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut up = false;
     for _ in 0..100 {
         if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
+            return (child, base, db);
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(up, "server did not start");
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("server did not start");
+}
+
+#[tokio::test]
+async fn acknowledged_feedback_survives_the_process_being_killed() {
+    let (mut child, base, db) = spawn_serve("kill").await;
+    let client = reqwest::Client::new();
     let v: Value = client
         .post(format!("{base}/cds-services/jakguard-order-sign"))
         .json(&example("order-sign-tofacitinib.json"))
@@ -802,38 +809,8 @@ async fn acknowledged_feedback_survives_the_process_being_killed() {
 
 #[tokio::test]
 async fn sigterm_stops_gracefully_and_writes_the_audit() {
-    let dir = std::env::temp_dir().join(format!("jakguard-term-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("term.db");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jakguard"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--db",
-            db.to_str().unwrap(),
-            "--as-of",
-            "2026-11-27",
-        ])
-        .current_dir(root())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut child, base, db) = spawn_serve("term").await;
     let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
     for _ in 0..5 {
         let r = client
             .post(format!("{base}/cds-services/jakguard-order-sign"))
