@@ -14,6 +14,7 @@ use crate::units::decimal_from_f64;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use std::fmt::Display;
 
 /// The input cannot be assessed at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -279,7 +280,7 @@ fn status_code(w: Option<WConcept>) -> Option<String> {
 /// Reads a date; an unreadable one is reported and treated as absent.
 fn read_date(
     text: Option<&str>,
-    location: &str,
+    location: &dyn Display,
     field: &str,
     issues: &mut Vec<InputIssue>,
 ) -> Option<chrono::NaiveDate> {
@@ -360,6 +361,15 @@ fn peek_resource_type(raw: &str) -> Option<&str> {
     (!ty.contains('\\')).then_some(ty)
 }
 
+/// The `resourceType` of a resource given as JSON text; `None` when the text is not a JSON
+/// object with a string `resourceType`. Cheap when the type comes first, as servers write it.
+pub fn resource_type_of(raw: &str) -> Option<String> {
+    if let Some(t) = peek_resource_type(raw) {
+        return Some(t.to_string());
+    }
+    serde_json::from_str::<WHead>(raw).ok()?.resource_type
+}
+
 /// Parses one resource of `kind`; on failure, parses again tracking the path so the message
 /// names the field at fault.
 fn parse_typed(raw: &str, kind: Kind, location: &str) -> Result<Typed, InputIssue> {
@@ -406,7 +416,7 @@ fn parse_as<T: DeserializeOwned>(raw: &str, location: &str) -> Result<T, InputIs
     }
 }
 
-fn reference_name(ty: &str, id: Option<&str>, location: &str) -> String {
+fn reference_name(ty: &str, id: Option<&str>, location: &dyn Display) -> String {
     match id {
         Some(id) => format!("{ty}/{id}"),
         None => location.to_string(),
@@ -515,13 +525,13 @@ impl RecordBuilder {
             // Every other resource type (Encounter, Claim, …) is not used by the rules.
             Kind::Other => {}
             _ => match parse_typed(raw, kind, location) {
-                Ok(t) => self.push_typed(t, location, full_url),
+                Ok(t) => self.push_typed(t, &location, full_url),
                 Err(e) => self.issues.push(e),
             },
         }
     }
 
-    fn push_typed(&mut self, resource: Typed, location: &str, full_url: Option<&str>) {
+    fn push_typed(&mut self, resource: Typed, location: &dyn Display, full_url: Option<&str>) {
         match resource {
             Typed::Patient(w) => self.push_patient(w, location, full_url),
             Typed::Observation(w) => self.push_observation(w, location),
@@ -579,7 +589,7 @@ impl RecordBuilder {
         Ok(())
     }
 
-    fn push_patient(&mut self, w: WPatient, location: &str, full_url: Option<&str>) {
+    fn push_patient(&mut self, w: WPatient, location: &dyn Display, full_url: Option<&str>) {
         let birth_date = read_date(
             w.birth_date.as_deref(),
             location,
@@ -601,7 +611,7 @@ impl RecordBuilder {
         self.patients.push((info, full_url.map(str::to_string)));
     }
 
-    fn push_observation(&mut self, w: WObservation, location: &str) {
+    fn push_observation(&mut self, w: WObservation, location: &dyn Display) {
         let reference = reference_name("Observation", w.id.as_deref(), location);
         let date_text = w
             .effective_date_time
@@ -641,7 +651,7 @@ impl RecordBuilder {
         );
     }
 
-    fn push_condition(&mut self, w: WCondition, location: &str) {
+    fn push_condition(&mut self, w: WCondition, location: &dyn Display) {
         let reference = reference_name("Condition", w.id.as_deref(), location);
         let onset_text = w
             .onset_date_time
@@ -673,7 +683,12 @@ impl RecordBuilder {
         );
     }
 
-    fn push_medication(&mut self, w: WMedicationUse, location: &str, source: MedicationSource) {
+    fn push_medication(
+        &mut self,
+        w: WMedicationUse,
+        location: &dyn Display,
+        source: MedicationSource,
+    ) {
         let ty = match source {
             MedicationSource::Request => "MedicationRequest",
             MedicationSource::Statement => "MedicationStatement",
@@ -747,7 +762,7 @@ impl RecordBuilder {
         self.medication_resources.push((names, concept(w.code)));
     }
 
-    fn push_immunization(&mut self, w: WImmunization, location: &str) {
+    fn push_immunization(&mut self, w: WImmunization, location: &dyn Display) {
         let reference = reference_name("Immunization", w.id.as_deref(), location);
         let date = read_date(
             w.occurrence_date_time.as_deref(),
@@ -766,7 +781,7 @@ impl RecordBuilder {
         );
     }
 
-    fn push_allergy(&mut self, w: WAllergy, location: &str) {
+    fn push_allergy(&mut self, w: WAllergy, location: &dyn Display) {
         let reference = reference_name("AllergyIntolerance", w.id.as_deref(), location);
         self.allergies.push(
             w.patient.and_then(|p| p.reference),
@@ -779,7 +794,7 @@ impl RecordBuilder {
         );
     }
 
-    fn push_questionnaire_response(&mut self, w: WQuestionnaireResponse, location: &str) {
+    fn push_questionnaire_response(&mut self, w: WQuestionnaireResponse, location: &dyn Display) {
         if matches!(w.status.as_deref(), Some("entered-in-error" | "stopped")) {
             return;
         }
@@ -1092,9 +1107,19 @@ impl RecordBuilder {
             return;
         };
         self.resource_count += 1;
-        let location = format!("entry[{i}].resource");
+        // Formatted only if a message needs it: most resources have an id and no problem.
+        let location = EntryLocation(i);
         let full_url = entry.full_url.as_deref();
         self.push_typed(resource, &location, full_url);
+    }
+}
+
+/// `entry[i].resource`, the location of a Bundle entry's resource in messages.
+struct EntryLocation(usize);
+
+impl Display for EntryLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "entry[{}].resource", self.0)
     }
 }
 
@@ -1177,6 +1202,78 @@ impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
             i += 1;
         }
         Ok(())
+    }
+}
+
+/// What `ResourceSeed` found: a resource (possibly a Bundle, whose entries were added) or
+/// JSON `null` (a CDS Hooks prefetch key for which the EHR has no data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    Resource,
+    Null,
+}
+
+/// Reads one FHIR resource, or `null`, straight from a deserializer into the builder, so a
+/// caller that holds a larger document (a CDS Hooks request and its prefetch) reads it in one
+/// pass instead of cutting out each resource's text first. A Bundle's entries are streamed
+/// into the builder. Strict where `add_json` is forgiving: `resourceType` must come first and
+/// any type error fails the whole read; the caller then falls back to `add_json` on the raw
+/// text, which reports every problem with its path. Nothing is lost either way, only time.
+pub struct ResourceSeed<'b> {
+    pub builder: &'b mut RecordBuilder,
+    /// Where the value came from, for messages (`prefetch.patient`).
+    pub location: &'b str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ResourceSeed<'_> {
+    type Value = Read;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Read, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ResourceSeed<'_> {
+    type Value = Read;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a FHIR resource or null")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Read, E> {
+        Ok(Read::Null)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Read, E> {
+        Ok(Read::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Read, D::Error> {
+        d.deserialize_map(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Read, A::Error> {
+        use serde::de::Error;
+        match map.next_key::<FirstKey>()? {
+            Some(FirstKey::ResourceType) => {}
+            _ => return Err(A::Error::custom("`resourceType` is not the first member")),
+        }
+        let kind: Kind = map.next_value()?;
+        match kind {
+            Kind::Bundle => {
+                while let Some(key) = map.next_key::<BundleKey>()? {
+                    match key {
+                        BundleKey::Entry => map.next_value_seed(EntriesSeed(&mut *self.builder))?,
+                        BundleKey::ResourceType => {
+                            return Err(A::Error::custom("`resourceType` given twice"));
+                        }
+                        BundleKey::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+            }
+            _ => {
+                let t = typed(kind, serde::de::value::MapAccessDeserializer::new(map))?;
+                self.builder.resource_count += 1;
+                self.builder.push_typed(t, &self.location, None);
+            }
+        }
+        Ok(Read::Resource)
     }
 }
 

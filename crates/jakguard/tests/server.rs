@@ -572,6 +572,158 @@ async fn hl7_validator_vectors_agree_with_our_checks() {
     assert!(checked >= 15, "only {checked} vectors checked");
 }
 
+/// The record the careful reading gives: the envelope parsed with each prefetch value as raw
+/// text, then every value read on its own (the reading the one-pass reader falls back to).
+fn careful_record(body: &[u8]) -> Option<engine::record::Record> {
+    let req: jakguard::server::cds::HookRequest = serde_json::from_slice(body).ok()?;
+    let mut b = engine::fhir::RecordBuilder::new();
+    for (key, raw) in req.prefetch.iter().flatten() {
+        if raw.get().trim() != "null" {
+            b.add_json(raw.get(), &format!("prefetch.{key}"), None);
+        }
+    }
+    b.finish().ok()
+}
+
+fn one_pass_record(body: &[u8]) -> Option<(engine::record::Record, Vec<String>)> {
+    let read = jakguard::server::cds::read_request_one_pass(body, |_| true)?;
+    let p = read.prefetch?;
+    Some((p.builder.finish().ok()?, p.keys))
+}
+
+#[test]
+fn one_pass_reading_gives_the_same_record_as_the_careful_reading() {
+    let mut bodies: Vec<(String, Vec<u8>)> = vec![];
+    for dir in [root().join("examples/cds-hooks"), root().join("bench")] {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "json") {
+                bodies.push((
+                    e.path().display().to_string(),
+                    std::fs::read(e.path()).unwrap(),
+                ));
+            }
+        }
+    }
+    assert!(bodies.len() >= 4);
+    let mut compared = 0;
+    for (name, body) in &bodies {
+        let (fast, keys) = one_pass_record(body).unwrap_or_else(|| panic!("{name}: not read"));
+        let careful = careful_record(body).unwrap();
+        assert_eq!(format!("{fast:?}"), format!("{careful:?}"), "{name}");
+        assert!(fast.resource_count > 0, "{name}: nothing read");
+        let v: Value = serde_json::from_slice(body).unwrap();
+        let mut expected_keys: Vec<String> =
+            v["prefetch"].as_object().unwrap().keys().cloned().collect();
+        let mut keys = keys;
+        keys.sort();
+        expected_keys.sort();
+        assert_eq!(keys, expected_keys, "{name}");
+        compared += 1;
+    }
+    assert_eq!(compared, bodies.len());
+
+    // What the one-pass reader does not take, it leaves to the careful reading (`None`),
+    // which then explains the problem; it never accepts a request the careful reading
+    // rejects. Requests are assembled from raw text: re-serialising a `Value` would sort the
+    // members and move every `resourceType` out of first place.
+    let good = &bodies[0].1;
+    let with_patient = |patient: &str| assemble(good, Some(("patient", patient)), true);
+    assert!(
+        one_pass_record(with_patient(r#"{"resourceType": "Patient", "id": "p1"}"#).as_bytes())
+            .is_some()
+    );
+    for (what, patient) in [
+        (
+            "resourceType not first",
+            r#"{"id": "p1", "resourceType": "Patient"}"#,
+        ),
+        ("a value that is not a resource", r#""Patient/p1""#),
+        (
+            "a type error inside a resource",
+            r#"{"resourceType": "Patient", "birthDate": 1980}"#,
+        ),
+    ] {
+        assert!(
+            one_pass_record(with_patient(patient).as_bytes()).is_none(),
+            "{what}"
+        );
+    }
+    let text = String::from_utf8(good.clone()).unwrap();
+    let repeated = text.replacen("\"hook\"", "\"hook\": \"x\", \"hook\"", 1);
+    assert!(
+        one_pass_record(repeated.as_bytes()).is_none(),
+        "a repeated member"
+    );
+    let missing = text.replacen("\"hookInstance\"", "\"hookInstanceX\"", 1);
+    assert!(
+        one_pass_record(missing.as_bytes()).is_none(),
+        "a required member missing"
+    );
+    assert!(one_pass_record(b"{\"hook\": ").is_none(), "truncated");
+
+    // `null` prefetch values count as present (the EHR has no data), and a request without
+    // prefetch reads as an empty record with every key missing.
+    let (_, keys) = one_pass_record(with_patient("null").as_bytes()).unwrap();
+    assert!(keys.contains(&"patient".to_string()));
+    let (record, keys) = one_pass_record(assemble(good, None, false).as_bytes()).unwrap();
+    assert!(keys.is_empty());
+    assert_eq!(record.resource_count, 0);
+}
+
+/// The request `body` rebuilt from its raw parts, context first, with one prefetch value
+/// replaced, or without the prefetch.
+fn assemble(body: &[u8], replace: Option<(&str, &str)>, with_prefetch: bool) -> String {
+    let req: jakguard::server::cds::HookRequest = serde_json::from_slice(body).unwrap();
+    let mut prefetch = vec![];
+    for (k, raw) in req.prefetch.iter().flatten() {
+        let text = match replace {
+            Some((key, t)) if key == k => t,
+            _ => raw.get(),
+        };
+        prefetch.push(format!("{}: {text}", json!(k)));
+    }
+    let prefetch = if with_prefetch {
+        format!(", \"prefetch\": {{{}}}", prefetch.join(", "))
+    } else {
+        String::new()
+    };
+    format!(
+        "{{\"hook\": {}, \"hookInstance\": {}, \"context\": {}{prefetch}}}",
+        json!(req.hook),
+        json!(req.hook_instance),
+        json!(req.context)
+    )
+}
+
+/// A draft order for another drug: the one-pass reader skips the prefetch when the context
+/// says so, and reads it when the context comes after it (it cannot know in time).
+#[test]
+fn the_prefetch_is_skipped_only_when_the_context_came_first_and_says_so() {
+    let body =
+        std::fs::read(root().join("examples/cds-hooks/order-sign-tofacitinib.json")).unwrap();
+    let read = jakguard::server::cds::read_request_one_pass(&body, |_| false).unwrap();
+    let text = String::from_utf8(body.clone()).unwrap();
+    let context_first = text.find("\"context\"").unwrap() < text.find("\"prefetch\"").unwrap();
+    assert!(
+        context_first,
+        "the example writes the context first, as EHRs do"
+    );
+    assert!(read.prefetch.is_none());
+    let read = jakguard::server::cds::read_request_one_pass(&body, |_| true).unwrap();
+    assert!(read.prefetch.is_some());
+    // Prefetch first: read whatever `wanted` says.
+    let context_first = assemble(&body, None, true);
+    let (head, prefetch) = context_first.split_once(", \"prefetch\": ").unwrap();
+    let reordered = format!(
+        "{{\"prefetch\": {}, {}}}",
+        prefetch.strip_suffix('}').unwrap(),
+        head.strip_prefix('{').unwrap()
+    );
+    let read =
+        jakguard::server::cds::read_request_one_pass(reordered.as_bytes(), |_| false).unwrap();
+    assert!(read.prefetch.is_some());
+}
+
 // ---------------------------------------------------------------------------------------
 // JWT enforcement through the real server (the verifier's own cases are unit tests in
 // src/server/auth.rs).

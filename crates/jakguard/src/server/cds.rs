@@ -3,6 +3,7 @@
 //! `selectionBehavior` with suggestions, `display` on override reasons…). JSON in this module
 //! never leaves it untyped: handlers see these structs.
 
+use engine::fhir::{RecordBuilder, ResourceSeed};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -126,8 +127,7 @@ pub fn request_problems(req: &HookRequest) -> Vec<String> {
         if text == "null" {
             continue;
         }
-        let ok =
-            serde_json::from_str::<ResourceTypeOnly>(text).is_ok_and(|r| r.resource_type.is_some());
+        let ok = engine::fhir::resource_type_of(text).is_some();
         if !ok {
             p.push(format!("prefetch.{k}: must be a FHIR resource or null"));
         }
@@ -135,10 +135,181 @@ pub fn request_problems(req: &HookRequest) -> Vec<String> {
     p
 }
 
+/// A hook request read in one pass (see `read_request_one_pass`).
+pub struct OnePass {
+    /// The envelope, with `prefetch: None`: its resources are in `prefetch` below.
+    pub request: HookRequest,
+    /// `None` when the prefetch was skipped because the context needs no record.
+    pub prefetch: Option<Prefetched>,
+}
+
+/// The prefetch of a request, already read into a record builder.
+pub struct Prefetched {
+    pub builder: RecordBuilder,
+    /// The keys the request carried, `null` ones included (the EHR has no data for them).
+    pub keys: Vec<String>,
+}
+
+/// Reads a hook request and its prefetch resources in one pass over the body, rather than
+/// cutting out each prefetch value's text and parsing it a second time. When the context
+/// comes before the prefetch (as EHRs write it) and `wanted(context)` is false — the draft
+/// order is not a JAK inhibitor — the prefetch is skipped unread. Strict: any surprise
+/// (a missing or repeated member, a prefetch value that is not a resource or `null`, a type
+/// error) gives `None`, and the caller reads the request the careful way, which explains
+/// each problem. The fast path therefore changes speed, never answers.
+pub fn read_request_one_pass(
+    body: &[u8],
+    wanted: impl Fn(&BTreeMap<String, Value>) -> bool,
+) -> Option<OnePass> {
+    use serde::de::DeserializeSeed;
+    // Checking the UTF-8 of the whole body at once is much cheaper than string by string.
+    let text = std::str::from_utf8(body).ok()?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read = RequestSeed { wanted }.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(read)
+}
+
+struct RequestSeed<F> {
+    wanted: F,
+}
+
+/// The members of a hook request.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ResourceTypeOnly {
-    resource_type: Option<String>,
+enum RequestKey {
+    Hook,
+    HookInstance,
+    FhirServer,
+    FhirAuthorization,
+    Context,
+    Prefetch,
+    Extension,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de, F: Fn(&BTreeMap<String, Value>) -> bool> serde::de::DeserializeSeed<'de>
+    for RequestSeed<F>
+{
+    type Value = OnePass;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<OnePass, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, F: Fn(&BTreeMap<String, Value>) -> bool> serde::de::Visitor<'de> for RequestSeed<F> {
+    type Value = OnePass;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a CDS Hooks request")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<OnePass, A::Error> {
+        use serde::de::Error;
+        fn once<T, E: Error>(slot: &mut Option<T>, v: T) -> Result<(), E> {
+            match slot.replace(v) {
+                None => Ok(()),
+                Some(_) => Err(E::custom("a member is repeated")),
+            }
+        }
+        let mut hook = None;
+        let mut hook_instance = None;
+        let mut fhir_server = None;
+        let mut fhir_authorization = None;
+        let mut context: Option<BTreeMap<String, Value>> = None;
+        let mut prefetch: Option<Option<Prefetched>> = None;
+        let mut extension = None;
+        while let Some(key) = map.next_key::<RequestKey>()? {
+            match key {
+                RequestKey::Hook => once(&mut hook, map.next_value::<String>()?)?,
+                RequestKey::HookInstance => once(&mut hook_instance, map.next_value::<String>()?)?,
+                RequestKey::FhirServer => once(&mut fhir_server, map.next_value()?)?,
+                RequestKey::FhirAuthorization => once(&mut fhir_authorization, map.next_value()?)?,
+                RequestKey::Context => once(&mut context, map.next_value()?)?,
+                RequestKey::Extension => once(&mut extension, map.next_value()?)?,
+                RequestKey::Prefetch => {
+                    let skip = context.as_ref().is_some_and(|c| !(self.wanted)(c));
+                    let read = if skip {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        None
+                    } else {
+                        let mut read = Prefetched {
+                            builder: RecordBuilder::new(),
+                            keys: vec![],
+                        };
+                        map.next_value_seed(PrefetchSeed(&mut read))?;
+                        Some(read)
+                    };
+                    once(&mut prefetch, read)?;
+                }
+                RequestKey::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let (Some(hook), Some(hook_instance), Some(context)) = (hook, hook_instance, context)
+        else {
+            return Err(A::Error::custom("a required member is missing"));
+        };
+        Ok(OnePass {
+            request: HookRequest {
+                hook,
+                hook_instance,
+                fhir_server: fhir_server.flatten(),
+                fhir_authorization: fhir_authorization.flatten(),
+                context,
+                prefetch: None,
+                extension: extension.flatten(),
+            },
+            // No `prefetch` member: nothing prefetched, every key is missing.
+            prefetch: prefetch.unwrap_or_else(|| {
+                Some(Prefetched {
+                    builder: RecordBuilder::new(),
+                    keys: vec![],
+                })
+            }),
+        })
+    }
+}
+
+/// The `prefetch` object (or `null`): each value read straight into the builder.
+struct PrefetchSeed<'a>(&'a mut Prefetched);
+
+impl<'de> serde::de::DeserializeSeed<'de> for PrefetchSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PrefetchSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the prefetch object")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        while let Some(key) = map.next_key::<String>()? {
+            if self.0.keys.contains(&key) {
+                return Err(A::Error::custom("a prefetch key is repeated"));
+            }
+            let location = format!("prefetch.{key}");
+            map.next_value_seed(ResourceSeed {
+                builder: &mut self.0.builder,
+                location: &location,
+            })?;
+            self.0.keys.push(key);
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,7 +7,10 @@
 //! audited with a salted hash of the patient id, never the id itself.
 
 use super::cards::{CardContext, card};
-use super::cds::{HookRequest, Response as CdsResponse, request_problems};
+use super::cds::{
+    HookRequest, OnePass, Prefetched, Response as CdsResponse, read_request_one_pass,
+    request_problems,
+};
 use super::{AppError, AppState, fhir_client, unix_now};
 use crate::store::{AuditEntry, CardEntry};
 use axum::Json;
@@ -19,6 +22,7 @@ use engine::fhir::RecordBuilder;
 use engine::kb::DrugId;
 use engine::record::Concept;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub async fn discovery(
@@ -90,14 +94,12 @@ fn concept_of(v: &Value) -> Concept {
 }
 
 /// The JAK inhibitor orders among the draft orders (only the selected ones for order-select).
-fn jak_drafts(state: &AppState, req: &HookRequest) -> Vec<DraftJak> {
-    let selections: Option<Vec<&str>> = req
-        .context
+fn jak_drafts(kb: &engine::Knowledge, context: &BTreeMap<String, Value>) -> Vec<DraftJak> {
+    let selections: Option<Vec<&str>> = context
         .get("selections")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect());
-    let entries = req
-        .context
+    let entries = context
         .get("draftOrders")
         .and_then(|d| d.get("entry"))
         .and_then(Value::as_array);
@@ -116,7 +118,7 @@ fn jak_drafts(state: &AppState, req: &HookRequest) -> Vec<DraftJak> {
                 continue;
             }
         }
-        for (drug, _) in engine::facts::drugs_in(&state.kb, &concept_of(r)) {
+        for (drug, _) in engine::facts::drugs_in(kb, &concept_of(r)) {
             if !out.iter().any(|d: &DraftJak| d.drug == drug) {
                 out.push(DraftJak {
                     drug,
@@ -178,8 +180,20 @@ async fn answer(
         return Err(AppError::NotFound(format!("no CDS service `{id}`")));
     };
     authorize(&state, headers, &format!("/cds-services/{id}")).await?;
-    let req: HookRequest = serde_json::from_slice(body)
-        .map_err(|e| AppError::BadRequest(vec![format!("body: {e}")]))?;
+    let order_hook = service.hook != "patient-view";
+    // One pass over the body when it is well formed; otherwise the careful reading, whose
+    // errors name the problem.
+    let wanted = |context: &BTreeMap<String, Value>| {
+        !order_hook || !jak_drafts(&state.kb, context).is_empty()
+    };
+    let (req, prefetched) = match read_request_one_pass(body, wanted) {
+        Some(OnePass { request, prefetch }) => (request, prefetch),
+        None => {
+            let req: HookRequest = serde_json::from_slice(body)
+                .map_err(|e| AppError::BadRequest(vec![format!("body: {e}")]))?;
+            (req, None)
+        }
+    };
     if req.hook != service.hook {
         return Err(AppError::BadRequest(vec![format!(
             "hook: service `{id}` answers `{}`, not `{}`",
@@ -196,9 +210,8 @@ async fn answer(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let order_hook = req.hook != "patient-view";
     let drafts = if order_hook {
-        jak_drafts(&state, &req)
+        jak_drafts(&state.kb, &req.context)
     } else {
         vec![]
     };
@@ -208,7 +221,7 @@ async fn answer(
         return Ok(Json(CdsResponse::default()).into_response());
     }
 
-    let record = build_record(&state, &req, &service.prefetch, &patient_id).await?;
+    let record = build_record(&state, &req, prefetched, &service.prefetch, &patient_id).await?;
     let kb = &state.kb;
     let drugs: Vec<DrugId> = if order_hook {
         drafts.iter().map(|d| d.drug).collect()
@@ -291,19 +304,29 @@ fn audit(
 async fn build_record(
     state: &AppState,
     req: &HookRequest,
-    templates: &std::collections::BTreeMap<String, String>,
+    prefetched: Option<Prefetched>,
+    templates: &BTreeMap<String, String>,
     patient_id: &str,
 ) -> Result<engine::record::Record, AppError> {
-    let mut b = RecordBuilder::new();
     let mut missing = vec![];
-    for (key, template) in templates {
-        match req.prefetch.as_ref().and_then(|p| p.get(key)) {
-            // `null`: the EHR has no data for this key.
-            Some(raw) if raw.get().trim() == "null" => {}
-            Some(raw) => b.add_json(raw.get(), &format!("prefetch.{key}"), None),
-            None => missing.push((key, template)),
+    let mut b = match prefetched {
+        Some(Prefetched { builder, keys }) => {
+            missing.extend(templates.iter().filter(|(k, _)| !keys.contains(k)));
+            builder
         }
-    }
+        None => {
+            let mut b = RecordBuilder::new();
+            for (key, template) in templates {
+                match req.prefetch.as_ref().and_then(|p| p.get(key)) {
+                    // `null`: the EHR has no data for this key.
+                    Some(raw) if raw.get().trim() == "null" => {}
+                    Some(raw) => b.add_json(raw.get(), &format!("prefetch.{key}"), None),
+                    None => missing.push((key, template)),
+                }
+            }
+            b
+        }
+    };
     if !missing.is_empty() {
         let Some(server) = &req.fhir_server else {
             let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
