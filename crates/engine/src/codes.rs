@@ -5,7 +5,10 @@
 //! medications — lower-confidence name matches on free text. Matching is precomputed into a
 //! hash index so that classifying a resource costs one lookup per coding.
 
-use std::collections::HashMap;
+// Keys are short codes from the knowledge and the record; the std SipHash (built to resist
+// flooding by untrusted keys) costs more than the lookup itself here, and the table is
+// built from the reviewed knowledge, never from input.
+use rustc_hash::FxHashMap as HashMap;
 
 /// Index of a value set in the knowledge base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -21,9 +21,34 @@ pub struct LabResult {
     pub reference: String,
     pub value: LabValue,
     /// As the record gave it (`1.2 10*9/L`), for the evidence.
-    pub original: String,
+    pub original: Original,
     /// Derived by a formula from other results (the reference lists its inputs).
     pub computed: bool,
+}
+
+/// A result as the record gave it. Kept in parts and written out only when a finding
+/// cites it: most results never appear in the evidence.
+#[derive(Debug, Clone)]
+pub enum Original {
+    /// A value and its unit as written (`1.2 10*9/L`).
+    Quantity(Decimal, String),
+    /// A bare number (a questionnaire answer).
+    Number(Decimal),
+    /// A coded or text answer, as labelled.
+    Text(String),
+    /// Computed by a formula.
+    Computed(Decimal),
+}
+
+impl std::fmt::Display for Original {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Original::Quantity(v, unit) => write!(f, "{v} {unit}"),
+            Original::Number(v) => write!(f, "{v}"),
+            Original::Text(t) => f.write_str(t),
+            Original::Computed(v) => write!(f, "{v} (computed)"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -247,7 +272,7 @@ impl<'a> Facts<'a> {
                     date,
                     reference: obs.reference.clone(),
                     value: LabValue::Quantity(canonical),
-                    original: format!("{value} {ucum}"),
+                    original: Original::Quantity(*value, ucum),
                     computed: false,
                 })
             }
@@ -303,7 +328,7 @@ impl<'a> Facts<'a> {
                         answers,
                         label: label.clone(),
                     },
-                    original: label,
+                    original: Original::Text(label),
                     computed: false,
                 })
             }
@@ -355,7 +380,7 @@ impl<'a> Facts<'a> {
                         date,
                         reference,
                         value: LabValue::Quantity(a.value),
-                        original: a.value.to_string(),
+                        original: Original::Number(a.value),
                         computed: false,
                     });
                 }
@@ -420,7 +445,7 @@ impl<'a> Facts<'a> {
                 date: scr.0,
                 reference: format!("computed by {name} from {inputs}"),
                 value: LabValue::Quantity(value),
-                original: format!("{value} (computed)"),
+                original: Original::Computed(value),
                 computed: true,
             });
         }

@@ -418,7 +418,14 @@ fn parse_as<T: DeserializeOwned>(raw: &str, location: &str) -> Result<T, InputIs
 
 fn reference_name(ty: &str, id: Option<&str>, location: &dyn Display) -> String {
     match id {
-        Some(id) => format!("{ty}/{id}"),
+        // Built by hand: `format!` costs several times as much, once per resource.
+        Some(id) => {
+            let mut r = String::with_capacity(ty.len() + 1 + id.len());
+            r.push_str(ty);
+            r.push('/');
+            r.push_str(id);
+            r
+        }
         None => location.to_string(),
     }
 }
@@ -533,14 +540,14 @@ impl RecordBuilder {
 
     fn push_typed(&mut self, resource: Typed, location: &dyn Display, full_url: Option<&str>) {
         match resource {
-            Typed::Patient(w) => self.push_patient(w, location, full_url),
-            Typed::Observation(w) => self.push_observation(w, location),
-            Typed::Condition(w) => self.push_condition(w, location),
-            Typed::MedicationUse(w, src) => self.push_medication(w, location, src),
-            Typed::Medication(w) => self.push_medication_resource(w, full_url),
-            Typed::Immunization(w) => self.push_immunization(w, location),
-            Typed::Allergy(w) => self.push_allergy(w, location),
-            Typed::QuestionnaireResponse(w) => self.push_questionnaire_response(w, location),
+            Typed::Patient(w) => self.push_patient(*w, location, full_url),
+            Typed::Observation(w) => self.push_observation(*w, location),
+            Typed::Condition(w) => self.push_condition(*w, location),
+            Typed::MedicationUse(w, src) => self.push_medication(*w, location, src),
+            Typed::Medication(w) => self.push_medication_resource(*w, full_url),
+            Typed::Immunization(w) => self.push_immunization(*w, location),
+            Typed::Allergy(w) => self.push_allergy(*w, location),
+            Typed::QuestionnaireResponse(w) => self.push_questionnaire_response(*w, location),
             Typed::Other => {}
         }
     }
@@ -933,15 +940,17 @@ impl RecordBuilder {
 // every problem with its JSON path; the fast path therefore never loses a diagnostic.
 // ---------------------------------------------------------------------------------------
 
+/// Boxed: the wire structs are large, and a resource passes through several functions on its
+/// way into the builder; moving a pointer is cheaper than copying the struct each time.
 enum Typed {
-    Patient(WPatient),
-    Observation(WObservation),
-    Condition(WCondition),
-    MedicationUse(WMedicationUse, MedicationSource),
-    Medication(WMedication),
-    Immunization(WImmunization),
-    Allergy(WAllergy),
-    QuestionnaireResponse(WQuestionnaireResponse),
+    Patient(Box<WPatient>),
+    Observation(Box<WObservation>),
+    Condition(Box<WCondition>),
+    MedicationUse(Box<WMedicationUse>, MedicationSource),
+    Medication(Box<WMedication>),
+    Immunization(Box<WImmunization>),
+    Allergy(Box<WAllergy>),
+    QuestionnaireResponse(Box<WQuestionnaireResponse>),
     Other,
 }
 
@@ -1032,15 +1041,15 @@ impl Kind {
 fn typed<'de, D: serde::Deserializer<'de>>(kind: Kind, d: D) -> Result<Typed, D::Error> {
     use serde::de::Error;
     Ok(match kind {
-        Kind::Patient => Typed::Patient(WPatient::deserialize(d)?),
-        Kind::Observation => Typed::Observation(WObservation::deserialize(d)?),
-        Kind::Condition => Typed::Condition(WCondition::deserialize(d)?),
-        Kind::Use(src) => Typed::MedicationUse(WMedicationUse::deserialize(d)?, src),
-        Kind::Medication => Typed::Medication(WMedication::deserialize(d)?),
-        Kind::Immunization => Typed::Immunization(WImmunization::deserialize(d)?),
-        Kind::Allergy => Typed::Allergy(WAllergy::deserialize(d)?),
+        Kind::Patient => Typed::Patient(Box::new(WPatient::deserialize(d)?)),
+        Kind::Observation => Typed::Observation(Box::new(WObservation::deserialize(d)?)),
+        Kind::Condition => Typed::Condition(Box::new(WCondition::deserialize(d)?)),
+        Kind::Use(src) => Typed::MedicationUse(Box::new(WMedicationUse::deserialize(d)?), src),
+        Kind::Medication => Typed::Medication(Box::new(WMedication::deserialize(d)?)),
+        Kind::Immunization => Typed::Immunization(Box::new(WImmunization::deserialize(d)?)),
+        Kind::Allergy => Typed::Allergy(Box::new(WAllergy::deserialize(d)?)),
         Kind::QuestionnaireResponse => {
-            Typed::QuestionnaireResponse(WQuestionnaireResponse::deserialize(d)?)
+            Typed::QuestionnaireResponse(Box::new(WQuestionnaireResponse::deserialize(d)?))
         }
         Kind::Bundle => return Err(D::Error::custom("nested Bundle")),
         Kind::Other => {
