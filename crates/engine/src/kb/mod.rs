@@ -8,6 +8,7 @@
 //! one.
 
 mod compile;
+pub mod patient;
 pub mod raw;
 
 use crate::codes::{CodeIndex, ValueSet, ValueSetId};
@@ -310,6 +311,8 @@ pub struct Knowledge {
     /// The labs the renal formulas read (`creatinine`, `body-weight`), if defined.
     pub creatinine_lab: Option<LabId>,
     pub weight_lab: Option<LabId>,
+    /// The patient pages' knowledge: questionnaire, tests in plain words, triage, drug pages.
+    pub patient: patient::PatientKnowledge,
 }
 
 impl Knowledge {
