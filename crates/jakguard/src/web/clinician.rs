@@ -491,31 +491,36 @@ fn screening_views(r: &Report) -> Vec<ScreeningView> {
         .collect()
 }
 
-fn open(state: &AppState, id: &str) -> Result<(Cached, Report), Response> {
+/// The page for an unknown or expired link.
+fn expired() -> Response {
+    super::error_page(
+        StatusCode::NOT_FOUND,
+        "This assessment is no longer available",
+        format!(
+            "Assessment links work for {} minutes and are kept only in the server's memory, never stored. Open the card again from the EHR, or upload the record again.",
+            super::cache::TTL.as_secs() / 60
+        ),
+        "/clinician",
+        "Assess a patient",
+    )
+}
+
+/// The assessment behind a link, run now (both drugs, at the date the record was kept for).
+fn open(state: &AppState, id: &str) -> Option<Report> {
     // Ids are 32 hex digits; anything else cannot be one of ours.
-    let looks_right = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
-    let Some(cached) = looks_right.then(|| state.assessments.get(id)).flatten() else {
-        return Err(super::error_page(
-            StatusCode::NOT_FOUND,
-            "This assessment is no longer available",
-            format!(
-                "Assessment links work for {} minutes and are kept only in the server's memory, never stored. Open the card again from the EHR, or upload the record again.",
-                super::cache::TTL.as_secs() / 60
-            ),
-            "/clinician",
-            "Assess a patient",
-        ));
-    };
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let cached: Cached = state.assessments.get(id)?;
     let kb = &state.kb;
-    let report = engine::assess(
+    Some(engine::assess(
         kb,
         &cached.record,
         &engine::Options {
             as_of: cached.as_of,
             drugs: (0..kb.drugs.len()).collect(),
         },
-    );
-    Ok((cached, report))
+    ))
 }
 
 fn knowledge_line(r: &Report) -> String {
@@ -529,9 +534,8 @@ pub async fn assessment_page(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Response {
-    let (_, r) = match open(&state, &id) {
-        Ok(x) => x,
-        Err(resp) => return resp,
+    let Some(r) = open(&state, &id) else {
+        return expired();
     };
     let monitoring = r
         .monitoring
@@ -601,9 +605,8 @@ pub async fn checklist_page(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Response {
-    let (_, r) = match open(&state, &id) {
-        Ok(x) => x,
-        Err(resp) => return resp,
+    let Some(r) = open(&state, &id) else {
+        return expired();
     };
     render(
         StatusCode::OK,
