@@ -882,6 +882,103 @@ async fn clinician_upload_shows_the_engine_decision_and_a_checklist() {
 }
 
 #[tokio::test]
+async fn quick_check_writes_the_values_and_the_rules_read_them() {
+    let state = state("quick").await;
+    let app = jakguard::server::app(Arc::clone(&state));
+    let kb = &state.kb;
+    // Neutrophils below 1000 cells/uL: neither drug may be started (both labels).
+    let r = post_form(
+        &app,
+        "/clinician/quick",
+        &[
+            ("age", "45"),
+            ("sex", "male"),
+            ("as", "yes"),
+            ("tnf-blocker", "yes"),
+            ("anc", "800"),
+            ("alc", "1500"),
+            ("hemoglobin", "13.5"),
+            ("as_of", "2026-11-27"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = get(&app, r.headers[header::LOCATION].to_str().unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for d in ["tofacitinib", "upadacitinib"] {
+        assert!(
+            page.body
+                .contains(&format!("data-drug=\"{d}\" data-decision=\"do-not-start\"")),
+            "{d}"
+        );
+    }
+    assert!(page.body.contains("Patient quick-check · 45 years · male"));
+    // What the form did not ask for is asked for, not assumed normal.
+    let igra = kb.labs[kb.lab_by_name("igra").unwrap()].order.clone();
+    assert!(text(&page.body).contains(&norm(&igra)), "TB test asked for");
+
+    // Normal counts: the neutrophil rule no longer fires (the value really was read).
+    let r = post_form(
+        &app,
+        "/clinician/quick",
+        &[
+            ("age", "45"),
+            ("sex", "male"),
+            ("as", "yes"),
+            ("tnf-blocker", "yes"),
+            ("anc", "3000"),
+            ("as_of", "2026-11-27"),
+        ],
+    )
+    .await;
+    let page = get(&app, r.headers[header::LOCATION].to_str().unwrap()).await;
+    assert!(
+        !page.body.contains("data-decision=\"do-not-start\""),
+        "{}",
+        text(&page.body)
+    );
+
+    // Bad input: the form again with every value kept.
+    for (fields, field) in [
+        (vec![("age", "12"), ("sex", "male")], "age"),
+        (vec![("age", "45")], "sex"),
+        (
+            vec![
+                ("age", "45"),
+                ("sex", "female"),
+                ("anc", "abc"),
+                ("diabetes", "yes"),
+            ],
+            "anc",
+        ),
+        (
+            vec![("age", "45"), ("sex", "female"), ("as_of", "tomorrow")],
+            "quick_as_of",
+        ),
+    ] {
+        let r = post_form(&app, "/clinician/quick", &fields).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{fields:?}");
+        assert_page("quick error", &r);
+        assert!(
+            r.body.contains(&format!("href=\"#qf-{field}\"")),
+            "{field}: {}",
+            r.body
+        );
+        for (k, v) in &fields {
+            if *v == "yes" {
+                assert!(
+                    r.body
+                        .contains(&format!("name=\"{k}\" value=\"yes\" checked")),
+                    "{k}"
+                );
+            } else if *k != "sex" {
+                assert!(r.body.contains(&format!("value=\"{v}\"")), "{k}={v} kept");
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn cds_cards_link_to_the_assessment_view() {
     let state = state("cards").await;
     let app = jakguard::server::app(Arc::clone(&state));

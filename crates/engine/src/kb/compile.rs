@@ -802,6 +802,19 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
         &cites,
     );
 
+    let quick_check = super::quick::compile(
+        &mut ctx,
+        &files,
+        &super::quick::Refs {
+            labs_names: &n_lab,
+            valueset_names: &n_vs,
+            labs: &labs,
+            valuesets: &valuesets,
+            units: &units,
+            systems: &manifest.systems,
+        },
+    );
+
     let creatinine_lab = labs.iter().position(|l| l.id == "creatinine");
     let weight_lab = labs.iter().position(|l| l.id == "body-weight");
     for (fi, f) in &files {
@@ -853,6 +866,7 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
         labs_by_valueset,
         text_valuesets,
         patient,
+        quick_check,
     })
 }
 

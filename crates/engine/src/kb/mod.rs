@@ -9,6 +9,7 @@
 
 mod compile;
 pub mod patient;
+pub mod quick;
 pub mod raw;
 
 use crate::codes::{CodeIndex, ValueSet, ValueSetId};
@@ -313,6 +314,8 @@ pub struct Knowledge {
     pub weight_lab: Option<LabId>,
     /// The patient pages' knowledge: questionnaire, tests in plain words, triage, drug pages.
     pub patient: patient::PatientKnowledge,
+    /// The clinicians' quick-check form.
+    pub quick_check: Vec<quick::QuickField>,
 }
 
 impl Knowledge {

@@ -63,6 +63,9 @@ pub struct File {
     pub symptom: Vec<Symptom>,
     #[serde(default)]
     pub drug_page: Vec<DrugPage>,
+    /// The clinicians' quick-check form (`knowledge/clinician/`).
+    #[serde(default)]
+    pub quick_field: Vec<QuickField>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -641,4 +644,20 @@ pub struct PageSection {
     #[serde(default)]
     pub points: Vec<String>,
     pub citations: Vec<Id>,
+}
+
+/// One field of the clinicians' quick-check form: a number for a lab (in the lab's canonical
+/// unit), or a tick box that records a condition or a past medication. `system` + `code` is
+/// what gets written; it must belong to the lab's or the named value set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuickField {
+    pub id: Id,
+    pub label: String,
+    pub lab: Option<Id>,
+    pub condition: Option<Id>,
+    pub medication: Option<Id>,
+    pub system: String,
+    pub code: String,
+    pub display: String,
 }

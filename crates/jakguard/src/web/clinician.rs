@@ -79,6 +79,16 @@ struct DemoLink {
     label: &'static str,
 }
 
+struct QuickView {
+    id: String,
+    label: String,
+    /// A number (with its unit) rather than a tick box.
+    unit: Option<String>,
+    value: String,
+    checked: bool,
+    error: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "clinician.html")]
 struct FormPage {
@@ -88,9 +98,54 @@ struct FormPage {
     demos: Vec<DemoLink>,
     demo_as_of: &'static str,
     max_mb: usize,
+    quick_labs: Vec<QuickView>,
+    quick_ticks: Vec<QuickView>,
+    quick_errors: Vec<(String, String)>,
+    age: String,
+    sex: String,
+    quick_as_of: String,
 }
 
 fn form_page(state: &AppState, error: Option<String>, pasted: String, as_of: String) -> FormPage {
+    quick_page(
+        state,
+        error,
+        pasted,
+        as_of,
+        &super::quick::Values::new(),
+        vec![],
+    )
+}
+
+fn quick_page(
+    state: &AppState,
+    error: Option<String>,
+    pasted: String,
+    as_of: String,
+    values: &super::quick::Values,
+    quick_errors: Vec<(String, String)>,
+) -> FormPage {
+    let value = |k: &str| values.get(k).cloned().unwrap_or_default();
+    let views: Vec<QuickView> = state
+        .kb
+        .quick_check
+        .iter()
+        .map(|f| QuickView {
+            id: f.id.clone(),
+            label: f.label.clone(),
+            unit: match &f.kind {
+                engine::kb::quick::QuickKind::Lab { unit, .. } => Some(unit.clone()),
+                _ => None,
+            },
+            value: value(&f.id),
+            checked: value(&f.id) == "yes",
+            error: quick_errors
+                .iter()
+                .find(|(k, _)| *k == f.id)
+                .map(|(_, m)| m.clone()),
+        })
+        .collect();
+    let (quick_labs, quick_ticks) = views.into_iter().partition(|v| v.unit.is_some());
     FormPage {
         error,
         pasted,
@@ -104,7 +159,26 @@ fn form_page(state: &AppState, error: Option<String>, pasted: String, as_of: Str
             .collect(),
         demo_as_of: DEMO_AS_OF,
         max_mb: state.config.max_body_bytes / (1024 * 1024),
+        quick_labs,
+        quick_ticks,
+        quick_errors,
+        age: value("age"),
+        sex: value("sex"),
+        quick_as_of: value("as_of"),
     }
+}
+
+/// The form again after a quick check that could not be used, with everything kept.
+pub(super) fn form_with_quick_errors(
+    state: &AppState,
+    status: StatusCode,
+    values: super::quick::Values,
+    errors: Vec<(String, String)>,
+) -> Response {
+    render(
+        status,
+        &quick_page(state, None, String::new(), String::new(), &values, errors),
+    )
 }
 
 pub async fn form(State(state): State<Arc<AppState>>) -> Response {
@@ -114,7 +188,7 @@ pub async fn form(State(state): State<Arc<AppState>>) -> Response {
     )
 }
 
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);

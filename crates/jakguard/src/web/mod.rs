@@ -3,9 +3,10 @@
 //!
 //! Patients: the "before you start" questionnaire and its printable summary (also a FHIR
 //! QuestionnaireResponse), the symptom checker, the drug pages and the monitoring calendar
-//! (.ics). Clinicians: upload or paste a FHIR Bundle, or try a demo patient, and see the full
-//! assessment and a printable pre-treatment checklist; the CDS Hooks cards link to the same
-//! view. All clinical text comes from `knowledge/` through `AppState::kb`.
+//! (.ics). Clinicians: upload or paste a FHIR Bundle, fill the quick-check form, or try a
+//! demo patient, and see the full assessment and a printable pre-treatment checklist; the CDS
+//! Hooks cards link to the same view. All clinical text comes from `knowledge/` through
+//! `AppState::kb`.
 //!
 //! Nothing a visitor enters is stored on disk or logged. The only server-side memory is the
 //! short-lived assessment cache (`cache.rs`), so that a card link or a "print checklist" link
@@ -17,6 +18,7 @@ mod clinician;
 mod drugs;
 mod home;
 mod questionnaire;
+mod quick;
 mod symptoms;
 mod view;
 
@@ -79,6 +81,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/clinician/demo",
             axum::routing::post(clinician::assess_demo),
         )
+        .route("/clinician/quick", axum::routing::post(quick::assess_quick))
         .route(
             "/clinician/assessment/{id}",
             get(clinician::assessment_page),
