@@ -293,6 +293,20 @@ async fn questionnaire_summary_highlights_flagged_answers_and_their_tests() {
     for &t in &q("pregnant").tests {
         assert!(body.contains(&norm(&kb.patient.tests[t].name)));
     }
+    // The printed page lists only what to discuss, and says what the other answers were.
+    let no = &choice_questions(kb)
+        .next()
+        .unwrap()
+        .options
+        .iter()
+        .find(|o| !o.flag)
+        .unwrap()
+        .display;
+    let others = format!(
+        "The other {} questions were answered \"{no}\".",
+        choice_questions(kb).count() - 2
+    );
+    assert!(body.contains(&others), "{others}");
     // The answers travel as hidden fields for the download.
     assert!(
         r.body

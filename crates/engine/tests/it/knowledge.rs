@@ -224,3 +224,22 @@ fn patient_knowledge_mistakes_are_errors_with_file_and_line() {
     assert!(e.contains("unknown screening item `no-such-item`"), "{e}");
     assert!(e.contains("unknown drug `baricitinib`"), "{e}");
 }
+
+#[test]
+fn quick_check_codes_must_be_in_the_value_sets_the_rules_read() {
+    let kb = kb();
+    assert!(kb.quick_check.len() >= 10);
+    // A code that is not in the value set, a lab that is computed, two targets at once.
+    let e = with_extra(
+        "clinician/extra.toml",
+        "[[quick_field]]\nid = \"x1\"\nlabel = \"AS\"\ncondition = \"ankylosing-spondylitis\"\nsystem = \"snomed\"\ncode = \"22298006\"\ndisplay = \"MI\"\n\n[[quick_field]]\nid = \"x2\"\nlabel = \"CrCl\"\nlab = \"crcl\"\nsystem = \"loinc\"\ncode = \"2164-2\"\ndisplay = \"c\"\n\n[[quick_field]]\nid = \"x3\"\nlabel = \"both\"\nlab = \"anc\"\ncondition = \"diabetes\"\nsystem = \"loinc\"\ncode = \"751-8\"\ndisplay = \"d\"\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("clinician/extra.toml:2"), "{e}");
+    assert!(
+        e.contains("code `22298006` (snomed) is not in the value set"),
+        "{e}"
+    );
+    assert!(e.contains("lab `crcl` must be a measured quantity"), "{e}");
+    assert!(e.contains("`x3` needs exactly one of"), "{e}");
+}

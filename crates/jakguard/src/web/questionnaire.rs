@@ -267,6 +267,8 @@ struct SummaryPage {
     notes: Vec<(String, String)>,
     tests: Vec<TestView>,
     answers: Vec<AnswerRow>,
+    /// For the printed page, which lists only what to discuss: what the other answers were.
+    others: String,
     hidden: Vec<(String, String)>,
 }
 
@@ -343,6 +345,36 @@ pub async fn summary(
             }
         }
     }
+    // The printed summary fits one page by listing only what to discuss; this line says what
+    // the other answers were, so nothing is hidden from the doctor.
+    let plain: Vec<&str> = kb
+        .patient
+        .questions
+        .iter()
+        .zip(&parsed.answers)
+        .filter_map(|(q, a)| match a {
+            Some(a @ Answer::Choice(i)) if !flagged(q, a) => {
+                q.options.get(*i).map(|o| o.display.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let unanswered = parsed.answers.iter().filter(|a| a.is_none()).count();
+    let mut others = match plain.first() {
+        None => String::new(),
+        Some(first) if plain.iter().all(|d| d == first) => format!(
+            "The other {} question{} were answered \"{first}\".",
+            plain.len(),
+            if plain.len() == 1 { "" } else { "s" }
+        ),
+        Some(_) => format!(
+            "The other {} answers raised nothing to discuss.",
+            plain.len()
+        ),
+    };
+    if unanswered > 0 {
+        others.push_str(&format!(" {unanswered} optional question(s) left empty."));
+    }
     let tests = tests
         .iter()
         .filter_map(|&t| kb.patient.tests.get(t))
@@ -373,6 +405,7 @@ pub async fn summary(
             notes,
             tests,
             answers,
+            others: others.trim().to_string(),
             hidden,
         },
     )
