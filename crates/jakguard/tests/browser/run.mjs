@@ -48,6 +48,9 @@ try {
   page.on("pageerror", (e) => consoleErrors.push(`${page.url()}: ${e.message}`));
 
   async function axe(name) {
+    // Responsive: nothing wider than the phone screen (no sideways scrolling).
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(wide <= 0, `${name} fits a phone-width screen (${wide > 0 ? wide + "px too wide" : "ok"})`);
     // evaluate() runs through the DevTools protocol, so the page's CSP (no inline script)
     // stays on while axe runs.
     await page.evaluate(axeSource);
