@@ -9,7 +9,7 @@
 
 use chrono::NaiveDate;
 use engine::record::Record;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,15 @@ struct Entry {
 pub struct AssessmentCache {
     ttl: Duration,
     max: usize,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<Entries>,
+}
+
+/// The entries by id, and their ids oldest first (so expiry and eviction cost O(1) per entry
+/// on the CDS Hooks path, instead of a scan of the whole map).
+#[derive(Default)]
+struct Entries {
+    by_id: HashMap<String, Entry>,
+    order: VecDeque<String>,
 }
 
 impl Default for AssessmentCache {
@@ -47,7 +55,7 @@ impl AssessmentCache {
         AssessmentCache {
             ttl,
             max: max.max(1),
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
         }
     }
 
@@ -58,19 +66,20 @@ impl AssessmentCache {
         let now = Instant::now();
         // A poisoned lock only means another request panicked mid-insert; the map is still
         // a valid map, so keep serving.
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, e| now.duration_since(e.created) < self.ttl);
-        while map.len() >= self.max {
-            let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, e)| e.created)
-                .map(|(k, _)| k.clone())
-            else {
+        let mut e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget what has expired, then the oldest while full: nothing outlives the TTL.
+        while let Some(oldest) = e.order.front().cloned() {
+            let expired = e
+                .by_id
+                .get(&oldest)
+                .is_none_or(|x| now.duration_since(x.created) >= self.ttl);
+            if !expired && e.by_id.len() < self.max {
                 break;
-            };
-            map.remove(&oldest);
+            }
+            e.order.pop_front();
+            e.by_id.remove(&oldest);
         }
-        map.insert(
+        e.by_id.insert(
             id.clone(),
             Entry {
                 cached: Cached {
@@ -80,19 +89,25 @@ impl AssessmentCache {
                 created: now,
             },
         );
+        e.order.push_back(id.clone());
         id
     }
 
     /// The record behind `id`, unless it has expired (or never existed).
     pub fn get(&self, id: &str) -> Option<Cached> {
-        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(id)
+        let e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        e.by_id
+            .get(id)
             .filter(|e| e.created.elapsed() < self.ttl)
             .map(|e| e.cached.clone())
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_id
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -137,11 +152,14 @@ mod tests {
     }
 
     #[test]
-    fn entries_expire() {
+    fn entries_expire_and_are_forgotten() {
         let c = AssessmentCache::new(Duration::from_millis(1), 10);
         let d = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
         let id = c.insert(record(), d);
         std::thread::sleep(Duration::from_millis(5));
         assert!(c.get(&id).is_none());
+        // The next insert drops the expired record from memory.
+        c.insert(record(), d);
+        assert_eq!(c.len(), 1);
     }
 }

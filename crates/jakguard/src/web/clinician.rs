@@ -332,8 +332,8 @@ pub async fn assess_demo(
             let id = state.assessments.insert(record, as_of);
             see_other(&format!("/clinician/assessment/{id}"))
         }
-        Some(Err(e)) => {
-            tracing::error!(error = %e.message, "a demo patient does not parse");
+        Some(Err(_)) => {
+            tracing::error!("a demo patient does not parse");
             super::error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The demo patient could not be loaded",

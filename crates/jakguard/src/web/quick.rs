@@ -138,9 +138,10 @@ pub async fn assess_quick(
                 let id = state.assessments.insert(record, as_of);
                 return see_other(&format!("/clinician/assessment/{id}"));
             }
-            Err(e) => {
-                // Our own Bundle failed to read: a fault of ours, not the user's.
-                tracing::error!(error = %e.message, "the quick-check bundle does not parse");
+            Err(_) => {
+                // Our own Bundle failed to read: a fault of ours, not the user's. The details
+                // could quote the values entered, so they are not logged.
+                tracing::error!("the quick-check bundle does not parse");
                 vec![(
                     "age".to_string(),
                     "The quick check could not be assessed; please upload a Bundle instead."
