@@ -4,7 +4,7 @@
 
 use crate::evaluate::citations;
 use crate::facts::Facts;
-use crate::kb::{Category, Decision, DrugId, Knowledge, Severity};
+use crate::kb::{Category, Decision, DrugId, Knowledge, MonitoringItem, Severity};
 use crate::report::{Finding, MonitoringEntry, MonitoringStatus};
 use chrono::{Days, NaiveDate};
 
@@ -15,6 +15,29 @@ const PLAN_REPEATS: u32 = 4;
 
 fn weeks(d: NaiveDate, w: u32) -> NaiveDate {
     d.checked_add_days(Days::new(u64::from(w) * 7)).unwrap_or(d)
+}
+
+/// One planned check: due from `from`, at the latest by `by` (the same day for the repeats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedCheck {
+    pub from: NaiveDate,
+    pub by: NaiveDate,
+}
+
+/// The plan of one monitoring item from a start date: the first check's window, then the
+/// repeats of the first year (the plan the reports and the patient calendar both show).
+pub fn plan(item: &MonitoringItem, start: NaiveDate) -> Vec<PlannedCheck> {
+    let mut checks = vec![PlannedCheck {
+        from: weeks(start, item.first_from_week),
+        by: weeks(start, item.first_to_week),
+    }];
+    if let Some(every) = item.every_weeks {
+        for i in 1..=PLAN_REPEATS {
+            let d = weeks(start, item.first_to_week + every * i);
+            checks.push(PlannedCheck { from: d, by: d });
+        }
+    }
+    checks
 }
 
 pub fn for_drug(
@@ -28,12 +51,7 @@ pub fn for_drug(
     let on_treatment = treatment_start.is_some();
     let start = treatment_start.unwrap_or(facts.as_of);
     for item in kb.monitoring.iter().filter(|m| m.drug == drug) {
-        let mut schedule = vec![weeks(start, item.first_from_week)];
-        if let Some(every) = item.every_weeks {
-            for i in 1..=PLAN_REPEATS {
-                schedule.push(weeks(start, item.first_to_week + every * i));
-            }
-        }
+        let schedule = plan(item, start).into_iter().map(|c| c.from).collect();
         let first_from = weeks(start, item.first_from_week);
         let first_by = weeks(start, item.first_to_week);
         // The last complete check: the oldest of the latest results of the item's labs, on or

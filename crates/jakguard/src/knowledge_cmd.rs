@@ -8,7 +8,7 @@ use std::io::Write;
 pub fn summary(kb: &Knowledge, source: &str) -> String {
     let unverified = kb.rules.iter().filter(|r| !r.verified).count();
     format!(
-        "knowledge OK ({source}): version {}, {} drugs, {} rules ({unverified} marked unverified), {} value sets, {} labs, {} citations, {} screening items, {} monitoring items, {} scores",
+        "knowledge OK ({source}): version {}, {} drugs, {} rules ({unverified} marked unverified), {} value sets, {} labs, {} citations, {} screening items, {} monitoring items, {} scores; patient pages: {} questions, {} symptoms, {} drug pages",
         kb.version,
         kb.drugs.len(),
         kb.rules.len(),
@@ -17,7 +17,10 @@ pub fn summary(kb: &Knowledge, source: &str) -> String {
         kb.citations.len(),
         kb.screening.len(),
         kb.monitoring.len(),
-        kb.scores.len()
+        kb.scores.len(),
+        kb.patient.questions.len(),
+        kb.patient.symptoms.len(),
+        kb.patient.drug_pages.len()
     )
 }
 

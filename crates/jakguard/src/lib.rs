@@ -1,5 +1,5 @@
 //! The JAKGuard application: the command line's building blocks, the CDS Hooks server, the
-//! store. `main.rs` is a thin dispatcher over this library; tests use it directly.
+//! web app, the store. `main.rs` is a thin dispatcher over this library; tests use it directly.
 
 pub mod config;
 pub mod knowledge_cmd;
@@ -7,6 +7,7 @@ pub mod render;
 pub mod serve;
 pub mod server;
 pub mod store;
+pub mod web;
 
 use clap::ValueEnum;
 use engine::{Knowledge, Source};

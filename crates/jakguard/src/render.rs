@@ -41,7 +41,7 @@ fn mark(f: &Finding) -> &'static str {
     }
 }
 
-fn phase_text(a: &Assessment) -> String {
+pub fn phase_text(a: &Assessment) -> String {
     match (a.phase, a.treatment_start) {
         ("on-treatment", Some(d)) => format!("on treatment since {d}"),
         ("on-treatment", None) => "on treatment".to_string(),
@@ -49,7 +49,7 @@ fn phase_text(a: &Assessment) -> String {
     }
 }
 
-fn decision_text(a: &Assessment) -> &'static str {
+pub fn decision_text(a: &Assessment) -> &'static str {
     // For a patient already on the drug "do not start" means hold or stop it.
     match (a.phase, a.decision) {
         ("on-treatment", Decision::DoNotStart) => "HOLD OR STOP",

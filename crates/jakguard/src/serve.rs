@@ -111,6 +111,7 @@ pub async fn state(
         http,
         services,
         as_of,
+        assessments: crate::web::AssessmentCache::default(),
     }))
 }
 
@@ -145,6 +146,7 @@ pub fn serve(kb: Knowledge, args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::info!(%addr, knowledge = %state.kb.version, "JAKGuard CDS Hooks service listening");
         println!("JAKGuard CDS Hooks service — supports clinical judgement; does not replace it.");
+        println!("  web app:   {base}/  (patients and clinicians; demo patients on the home page)");
         println!("  discovery: {base}/cds-services");
         if state.verifier.is_none() {
             println!("  INSECURE development mode: JWTs are not verified.");

@@ -13,18 +13,18 @@ use std::str::FromStr;
 
 /// Where an item was defined: file index and byte offset.
 #[derive(Clone, Copy)]
-struct At {
+pub(super) struct At {
     file: usize,
     offset: usize,
 }
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     sources: &'a [Source],
-    errors: Vec<KbError>,
+    pub(super) errors: Vec<KbError>,
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, at: At, message: impl Into<String>) {
+    pub(super) fn err(&mut self, at: At, message: impl Into<String>) {
         let src = &self.sources[at.file];
         let line = src.text[..at.offset.min(src.text.len())]
             .matches('\n')
@@ -38,28 +38,35 @@ impl Ctx<'_> {
     }
 }
 
-fn at(file: usize, id: &Id) -> At {
+pub(super) fn at(file: usize, id: &Id) -> At {
     At {
         file,
         offset: id.span().start,
     }
 }
 
+pub(super) fn at_span(file: usize, span: std::ops::Range<usize>) -> At {
+    At {
+        file,
+        offset: span.start,
+    }
+}
+
 /// A registry of ids of one kind, reporting duplicates.
-struct Names {
+pub(super) struct Names {
     kind: &'static str,
     index: HashMap<String, usize>,
 }
 
 impl Names {
-    fn new(kind: &'static str) -> Self {
+    pub(super) fn new(kind: &'static str) -> Self {
         Names {
             kind,
             index: HashMap::new(),
         }
     }
 
-    fn register(&mut self, ctx: &mut Ctx<'_>, file: usize, id: &Id) {
+    pub(super) fn register(&mut self, ctx: &mut Ctx<'_>, file: usize, id: &Id) {
         let name = id.get_ref();
         if name.trim().is_empty() || name.chars().any(char::is_whitespace) {
             ctx.err(
@@ -73,7 +80,7 @@ impl Names {
         }
     }
 
-    fn resolve(&self, ctx: &mut Ctx<'_>, file: usize, id: &Id) -> Option<usize> {
+    pub(super) fn resolve(&self, ctx: &mut Ctx<'_>, file: usize, id: &Id) -> Option<usize> {
         let r = self.index.get(id.get_ref()).copied();
         if r.is_none() {
             ctx.err(
@@ -783,6 +790,31 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
         }
     }
 
+    // ---- patient-facing knowledge ----------------------------------------------------------
+    let patient = super::patient::compile(
+        &mut ctx,
+        &files,
+        &super::patient::Refs {
+            drugs: &n_drug,
+            screening: &n_scr,
+            systems: &manifest.systems,
+        },
+        &cites,
+    );
+
+    let quick_check = super::quick::compile(
+        &mut ctx,
+        &files,
+        &super::quick::Refs {
+            labs_names: &n_lab,
+            valueset_names: &n_vs,
+            labs: &labs,
+            valuesets: &valuesets,
+            units: &units,
+            systems: &manifest.systems,
+        },
+    );
+
     let creatinine_lab = labs.iter().position(|l| l.id == "creatinine");
     let weight_lab = labs.iter().position(|l| l.id == "body-weight");
     for (fi, f) in &files {
@@ -833,6 +865,8 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
         scores,
         labs_by_valueset,
         text_valuesets,
+        patient,
+        quick_check,
     })
 }
 

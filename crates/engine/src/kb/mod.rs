@@ -8,6 +8,8 @@
 //! one.
 
 mod compile;
+pub mod patient;
+pub mod quick;
 pub mod raw;
 
 use crate::codes::{CodeIndex, ValueSet, ValueSetId};
@@ -310,6 +312,10 @@ pub struct Knowledge {
     /// The labs the renal formulas read (`creatinine`, `body-weight`), if defined.
     pub creatinine_lab: Option<LabId>,
     pub weight_lab: Option<LabId>,
+    /// The patient pages' knowledge: questionnaire, tests in plain words, triage, drug pages.
+    pub patient: patient::PatientKnowledge,
+    /// The clinicians' quick-check form.
+    pub quick_check: Vec<quick::QuickField>,
 }
 
 impl Knowledge {

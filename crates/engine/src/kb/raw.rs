@@ -44,6 +44,28 @@ pub struct File {
     pub monitoring: Vec<Monitoring>,
     #[serde(default)]
     pub score: Vec<Score>,
+    // Patient-facing knowledge (`knowledge/patient/`): the questionnaire, the symptom triage
+    // table, the drug pages. Plain-language text, every statement cited like the rules.
+    pub questionnaire: Option<Questionnaire>,
+    #[serde(default)]
+    pub answer_set: Vec<AnswerSet>,
+    #[serde(default)]
+    pub question_group: Vec<Group>,
+    #[serde(default)]
+    pub question: Vec<Question>,
+    #[serde(default)]
+    pub patient_test: Vec<PatientTest>,
+    #[serde(default)]
+    pub triage_level: Vec<TriageLevelText>,
+    #[serde(default)]
+    pub symptom_group: Vec<Group>,
+    #[serde(default)]
+    pub symptom: Vec<Symptom>,
+    #[serde(default)]
+    pub drug_page: Vec<DrugPage>,
+    /// The clinicians' quick-check form (`knowledge/clinician/`).
+    #[serde(default)]
+    pub quick_field: Vec<QuickField>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -478,4 +500,164 @@ pub struct ScoreState {
     #[serde(default)]
     pub to_inclusive: bool,
     pub name: String,
+}
+
+// ---- patient-facing knowledge ---------------------------------------------------------------
+
+/// The "before you start" questionnaire's header: a FHIR R4 `Questionnaire` whose items are
+/// the `[[question]]` entries, grouped by `[[question_group]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Questionnaire {
+    pub id: Id,
+    /// The canonical URL a QuestionnaireResponse names in `questionnaire`.
+    pub url: String,
+    pub version: String,
+    pub title: String,
+    /// Plain-language introduction shown above the form.
+    pub intro: String,
+    /// Tests the doctor is likely to order for everyone before a JAK inhibitor.
+    pub baseline_tests: Vec<Id>,
+    pub citations: Vec<Id>,
+}
+
+/// A list of answer options a choice question offers (FHIR `answerOption.valueCoding`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerSet {
+    pub id: Id,
+    /// Short name of a code system from the manifest's `[systems]`.
+    pub system: Spanned<String>,
+    pub option: Vec<AnswerOption>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerOption {
+    pub code: String,
+    pub display: String,
+    /// True when this answer is something the doctor will want to discuss.
+    pub flag: bool,
+}
+
+/// A heading that groups questions or symptoms.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub id: Id,
+    pub title: String,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuestionType {
+    /// One answer from an answer set (FHIR `choice`, answered with `valueCoding`).
+    Choice,
+    /// Free text (FHIR `text`, answered with `valueString`).
+    Text,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    /// The FHIR `linkId`.
+    pub id: Id,
+    pub group: Id,
+    pub text: String,
+    #[serde(rename = "type")]
+    pub kind: QuestionType,
+    /// For choice questions: the answer set.
+    pub answers: Option<Id>,
+    #[serde(default)]
+    pub required: bool,
+    /// Why we ask, in plain words (shown under the question).
+    pub help: String,
+    /// What the doctor will want to discuss when a flagged answer is given (choice) or
+    /// anything is written (text).
+    pub discuss: String,
+    /// Tests the doctor is likely to add because of a flagged answer.
+    #[serde(default)]
+    pub tests: Vec<Id>,
+    pub citations: Vec<Id>,
+}
+
+/// A test explained in plain words, tied to the clinician screening checklist item.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientTest {
+    pub id: Id,
+    pub name: String,
+    pub why: String,
+    pub screening: Id,
+    pub citations: Vec<Id>,
+}
+
+#[derive(
+    Debug, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriageLevel {
+    /// Most urgent first: the order is the triage order (the most urgent answer wins).
+    Emergency,
+    CallToday,
+    NextVisit,
+}
+
+/// What a triage level tells the patient to do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriageLevelText {
+    pub level: Spanned<TriageLevel>,
+    pub title: String,
+    pub advice: String,
+    pub citations: Vec<Id>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Symptom {
+    pub id: Id,
+    pub group: Id,
+    pub text: String,
+    pub level: TriageLevel,
+    /// Why this level, in plain words.
+    pub why: String,
+    pub citations: Vec<Id>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrugPage {
+    pub drug: Id,
+    /// One sentence under the title.
+    pub summary: String,
+    pub section: Vec<PageSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageSection {
+    pub id: Id,
+    pub heading: String,
+    #[serde(default)]
+    pub text: Vec<String>,
+    #[serde(default)]
+    pub points: Vec<String>,
+    pub citations: Vec<Id>,
+}
+
+/// One field of the clinicians' quick-check form: a number for a lab (in the lab's canonical
+/// unit), or a tick box that records a condition or a past medication. `system` + `code` is
+/// what gets written; it must belong to the lab's or the named value set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuickField {
+    pub id: Id,
+    pub label: String,
+    pub lab: Option<Id>,
+    pub condition: Option<Id>,
+    pub medication: Option<Id>,
+    pub system: String,
+    pub code: String,
+    pub display: String,
 }

@@ -133,3 +133,113 @@ fn every_lab_value_set_and_quantity_is_used_consistently() {
         assert!(q.factors.contains_key(&q.canonical), "{}", q.id);
     }
 }
+
+#[test]
+fn patient_knowledge_is_complete_and_cited() {
+    use jakguard_engine::kb::patient::{QuestionType, TriageLevel};
+    let kb = kb();
+    let p = &kb.patient;
+    let q = p.questionnaire.as_ref().expect("a questionnaire");
+    assert!(!q.baseline_tests.is_empty());
+    assert!(
+        p.questions.len() >= 20,
+        "only {} questions",
+        p.questions.len()
+    );
+    let mut ids = std::collections::HashSet::new();
+    for x in &p.questions {
+        assert!(ids.insert(&x.link_id), "duplicate linkId {}", x.link_id);
+        assert!(!x.citations.is_empty(), "{} has no citation", x.link_id);
+        if x.kind == QuestionType::Choice {
+            assert!(x.options.iter().any(|o| o.flag), "{}", x.link_id);
+        }
+    }
+    // Every triage level is explained and used; every symptom cited.
+    for level in TriageLevel::ALL {
+        assert!(p.triage_text(level).is_some(), "{level:?}");
+        assert!(p.symptoms.iter().any(|s| s.level == level), "{level:?}");
+    }
+    assert!(p.symptoms.iter().all(|s| !s.citations.is_empty()));
+    // Both drugs have a page with the sections the patient pages promise.
+    for d in ["tofacitinib", "upadacitinib"] {
+        let page = p
+            .drug_page(kb.drug_by_name(d).unwrap())
+            .unwrap_or_else(|| panic!("{d} has no page"));
+        for s in [
+            "what-it-is",
+            "how-it-works",
+            "who-it-is-for",
+            "common-side-effects",
+            "serious-risks",
+            "tests",
+            "pregnancy-breastfeeding",
+        ] {
+            let sec = page
+                .sections
+                .iter()
+                .find(|x| x.id == s)
+                .unwrap_or_else(|| panic!("{d}: no section {s}"));
+            assert!(!sec.citations.is_empty(), "{d} {s}");
+        }
+    }
+}
+
+#[test]
+fn patient_knowledge_mistakes_are_errors_with_file_and_line() {
+    // A question pointing at an unknown test and answer set, without a citation.
+    let e = with_extra(
+        "patient/extra.toml",
+        "[[question]]\nid = \"new-q\"\ngroup = \"infections\"\ntext = \"Q?\"\ntype = \"choice\"\nanswers = \"no-such-set\"\nhelp = \"h\"\ndiscuss = \"d\"\ntests = [\"no-such-test\"]\ncitations = []\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("patient/extra.toml:2"), "{e}");
+    assert!(e.contains("unknown answer set `no-such-set`"), "{e}");
+    assert!(e.contains("unknown patient test `no-such-test`"), "{e}");
+    assert!(e.contains("`new-q` has no citation"), "{e}");
+
+    // A symptom with an unknown level is a parse error; a second text for a level is caught.
+    let e = with_extra(
+        "patient/extra.toml",
+        "[[triage_level]]\nlevel = \"emergency\"\ntitle = \"t\"\nadvice = \"a\"\ncitations = [\"jakguard-policy\"]\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("triage level `emergency` is defined twice"),
+        "{e}"
+    );
+    let e = with_extra(
+        "patient/extra.toml",
+        "[[symptom]]\nid = \"s\"\ngroup = \"common\"\ntext = \"t\"\nlevel = \"soon\"\nwhy = \"w\"\ncitations = [\"jakguard-policy\"]\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("patient/extra.toml"), "{e}");
+    assert!(e.contains("soon"), "{e}");
+
+    // A test tied to a screening item that does not exist; a page for an unknown drug.
+    let e = with_extra(
+        "patient/extra.toml",
+        "[[patient_test]]\nid = \"t2\"\nname = \"n\"\nwhy = \"w\"\nscreening = \"no-such-item\"\ncitations = [\"jakguard-policy\"]\n\n[[drug_page]]\ndrug = \"baricitinib\"\nsummary = \"s\"\nsection = []\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("unknown screening item `no-such-item`"), "{e}");
+    assert!(e.contains("unknown drug `baricitinib`"), "{e}");
+}
+
+#[test]
+fn quick_check_codes_must_be_in_the_value_sets_the_rules_read() {
+    let kb = kb();
+    assert!(kb.quick_check.len() >= 10);
+    // A code that is not in the value set, a lab that is computed, two targets at once.
+    let e = with_extra(
+        "clinician/extra.toml",
+        "[[quick_field]]\nid = \"x1\"\nlabel = \"AS\"\ncondition = \"ankylosing-spondylitis\"\nsystem = \"snomed\"\ncode = \"22298006\"\ndisplay = \"MI\"\n\n[[quick_field]]\nid = \"x2\"\nlabel = \"CrCl\"\nlab = \"crcl\"\nsystem = \"loinc\"\ncode = \"2164-2\"\ndisplay = \"c\"\n\n[[quick_field]]\nid = \"x3\"\nlabel = \"both\"\nlab = \"anc\"\ncondition = \"diabetes\"\nsystem = \"loinc\"\ncode = \"751-8\"\ndisplay = \"d\"\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("clinician/extra.toml:2"), "{e}");
+    assert!(
+        e.contains("code `22298006` (snomed) is not in the value set"),
+        "{e}"
+    );
+    assert!(e.contains("lab `crcl` must be a measured quantity"), "{e}");
+    assert!(e.contains("`x3` needs exactly one of"), "{e}");
+}

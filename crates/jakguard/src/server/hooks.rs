@@ -228,14 +228,8 @@ async fn answer(
     } else {
         (0..kb.drugs.len()).collect()
     };
-    let report = engine::assess(
-        kb,
-        &record,
-        &engine::Options {
-            as_of: state.today(),
-            drugs,
-        },
-    );
+    let as_of = state.today();
+    let report = engine::assess(kb, &record, &engine::Options { as_of, drugs });
     let mut cards = vec![];
     let mut entries = vec![];
     for a in &report.assessments {
@@ -270,6 +264,18 @@ async fn answer(
         cards.push(c);
     }
     audit(&state, &id, &req, &patient_id, 200, entries);
+    if !cards.is_empty() {
+        // The full assessment (both drugs) in the web app; rendered only if the link is opened.
+        let url = crate::web::assessment_link(&state, record, as_of);
+        for c in &mut cards {
+            c.links.push(super::cds::Link {
+                label: "Full JAKGuard assessment and checklist".into(),
+                url: url.clone(),
+                kind: "absolute".into(),
+                app_context: None,
+            });
+        }
+    }
     Ok(Json(CdsResponse {
         cards,
         system_actions: vec![],

@@ -1,5 +1,6 @@
-//! The CDS Hooks 2.0 service: discovery, the three hooks, feedback, with JWT security, CORS,
-//! body and time limits, a concurrency limit and graceful shutdown.
+//! The HTTP server: the CDS Hooks 2.0 service (discovery, the three hooks, feedback, with JWT
+//! security and CORS) and the web app (`crate::web`), with body and time limits, a
+//! concurrency limit and graceful shutdown.
 //!
 //! `app(state)` is the whole HTTP surface as a `Router` (tests call it through a real socket
 //! with `run`); `run(listener, state, shutdown)` serves it until `shutdown` completes, letting
@@ -39,6 +40,9 @@ pub struct AppState {
     pub services: Vec<cds::Service>,
     /// Fixed "today" (tests, demos); `None`: the system date at each request.
     pub as_of: Option<NaiveDate>,
+    /// Records behind the web app's assessment links (CDS Hooks cards, uploads): in memory
+    /// only, for an hour, under unguessable ids (see `web::cache`).
+    pub assessments: crate::web::AssessmentCache,
 }
 
 impl AppState {
@@ -119,6 +123,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/cds-services/{id}", post(hooks::service))
         .route("/cds-services/{id}/feedback", post(feedback::feedback))
         .route("/healthz", get(|| async { "ok" }))
+        .layer(cors)
+        // The web pages are merged after the CORS layer: they are same-origin only and carry
+        // their own security headers (`web::routes`).
+        .merge(crate::web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,
         ))
@@ -128,8 +136,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         ))
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             state.config.concurrency_limit,
-        ))
-        .layer(cors);
+        ));
     if insecure {
         router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             HeaderName::from_static(INSECURE_HEADER),
