@@ -52,7 +52,7 @@ jak AS (
                medicationCodeableConcept: 'STRUCT(coding STRUCT(system VARCHAR, code VARCHAR)[], text VARCHAR)',
                medicationReference: 'STRUCT(reference VARCHAR)'}})
   WHERE status IN ('active', 'draft', 'on-hold')
-    AND (list_has_any(list_transform(medicationCodeableConcept.coding, c -> c.code), {lst(JAK_CODES)})
+    AND (list_has_any(list_transform(medicationCodeableConcept.coding, lambda c: c.code), {lst(JAK_CODES)})
          OR medicationReference.reference IN ({", ".join(f"'{m}'" for m in JAK_MEDICATIONS)}))
 )"""
 OBS = f"""read_json({files('Observation')}, format = 'newline_delimited',
@@ -71,7 +71,7 @@ lymph AS (
       WHEN 'x10E3/uL' THEN 1000 WHEN '10^3/uL' THEN 1000 ELSE NULL END AS per_ul
   FROM {OBS}
   WHERE status IN ('final', 'amended', 'corrected')
-    AND list_has_any(list_transform(code.coding, c -> c.code), {lst(ALC)})
+    AND list_has_any(list_transform(code.coding, lambda c: c.code), {lst(ALC)})
 ),
 latest AS (
   SELECT pid, arg_max(per_ul, d) AS per_ul
@@ -88,7 +88,7 @@ cbc AS (
   SELECT {PID} AS pid, max(CAST(left(effectiveDateTime, 10) AS DATE)) AS last
   FROM {OBS}
   WHERE status IN ('final', 'amended', 'corrected')
-    AND list_has_any(list_transform(code.coding, c -> c.code), {lst(CBC)})
+    AND list_has_any(list_transform(code.coding, lambda c: c.code), {lst(CBC)})
     AND CAST(left(effectiveDateTime, 10) AS DATE) <= DATE '{as_of}'
   GROUP BY pid
 )

@@ -205,6 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     all,
                 };
                 let o = screen::run(&kb, &settings)?;
+                eprintln!("jakguard: {}", o.passes_line());
                 println!("{}", o.final_line());
                 o
             };

@@ -213,7 +213,6 @@ impl Gen<'_> {
         mean + sd * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
-
     fn id(&mut self, prefix: &str) -> String {
         self.n += 1;
         format!("{prefix}-{}-{}", self.key, self.n)
@@ -277,7 +276,8 @@ fn patient(seed: u64, i: u64, as_of: NaiveDate, bufs: &mut Buffers) -> u64 {
     g.emit(PATIENT, &line);
 
     // Conditions.
-    let onset = days_before(g.as_of, 
+    let onset = days_before(
+        g.as_of,
         g.rng
             .random_range(365..(age.saturating_sub(16).max(2)) * 365),
     );

@@ -122,7 +122,11 @@ fn a_synthetic_export_is_screened_in_patient_order_with_summary_and_report() {
     sorted.sort();
     sorted.dedup();
     assert_eq!(got, sorted, "results are in patient-id order, once each");
-    assert!(!res.is_empty() && res.len() < 200, "{} screened of 200", res.len());
+    assert!(
+        !res.is_empty() && res.len() < 200,
+        "{} screened of 200",
+        res.len()
+    );
 
     let sum = summary(&out);
     assert_eq!(sum["run,,,patients-in-export"], 200);
@@ -149,7 +153,10 @@ fn a_synthetic_export_is_screened_in_patient_order_with_summary_and_report() {
     }
     let overdue_csv = std::fs::read_to_string(out.join("screen-overdue.csv")).unwrap();
     assert_eq!(overdue_csv.lines().count() - 1, overdue_in_reports);
-    assert!(overdue_in_reports > 0, "the synthetic set has lapsed monitoring");
+    assert!(
+        overdue_in_reports > 0,
+        "the synthetic set has lapsed monitoring"
+    );
 
     let html = std::fs::read_to_string(out.join("screen-report.html")).unwrap();
     assert!(html.contains("supports clinical judgement; it does not replace it"));
@@ -236,8 +243,10 @@ fn write_gz(dir: &Path, name: &str, members: &[&[&str]]) {
 }
 
 const P1: &str = r#"{"resourceType":"Patient","id":"p1","gender":"male","birthDate":"1980-02-02"}"#;
-const P2: &str = r#"{"resourceType":"Patient","id":"p2","gender":"female","birthDate":"1975-07-07"}"#;
-const P3: &str = r#"{"resourceType":"Patient","id":"p3","gender":"female","birthDate":"1990-01-01"}"#;
+const P2: &str =
+    r#"{"resourceType":"Patient","id":"p2","gender":"female","birthDate":"1975-07-07"}"#;
+const P3: &str =
+    r#"{"resourceType":"Patient","id":"p3","gender":"female","birthDate":"1990-01-01"}"#;
 const TOFA_P1: &str = r#"{"resourceType":"MedicationRequest","id":"mr1","status":"active","intent":"order","subject":{"reference":"Patient/p1"},"authoredOn":"2025-06-01","medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"1357541"}]}}"#;
 const STOPPED_P3: &str = r#"{"resourceType":"MedicationRequest","id":"mr3","status":"stopped","intent":"order","subject":{"reference":"Patient/p3"},"authoredOn":"2024-01-01","medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"2196894"}]}}"#;
 const AS_P2: &str = r#"{"resourceType":"Condition","id":"c2","clinicalStatus":{"coding":[{"code":"active"}]},"code":{"coding":[{"system":"http://snomed.info/sct","code":"9631008"}]},"subject":{"reference":"Patient/p2"}}"#;
@@ -246,7 +255,11 @@ const ALC_P1: &str = r#"{"resourceType":"Observation","id":"o1","status":"final"
 #[test]
 fn bad_lines_are_counted_and_reported_by_file_and_line_and_the_run_goes_on() {
     let (export, out) = (scratch("bad-export"), scratch("bad-out"));
-    write(&export, "Patient.ndjson", &[P1, r#"{"resourceType":"Patient","#, P2, ""]);
+    write(
+        &export,
+        "Patient.ndjson",
+        &[P1, r#"{"resourceType":"Patient","#, P2, ""],
+    );
     write(&export, "MedicationRequest.ndjson", &[TOFA_P1, AS_P2]);
     write_gz(
         &export,
@@ -276,7 +289,10 @@ fn bad_lines_are_counted_and_reported_by_file_and_line_and_the_run_goes_on() {
         assert!(err.contains(e), "missing `{e}` in:\n{err}");
     }
     assert!(err.contains("notes.ndjson: skipped"), "{err}");
-    assert!(!err.contains("nobody"), "a patient reference leaked into the log: {err}");
+    assert!(
+        !err.contains("nobody"),
+        "a patient reference leaked into the log: {err}"
+    );
     let listed = std::fs::read_to_string(out.join("screen-bad-lines.txt")).unwrap();
     assert_eq!(listed.lines().count(), expected.len(), "{listed}");
     let sum = summary(&out);
@@ -289,7 +305,11 @@ fn bad_lines_are_counted_and_reported_by_file_and_line_and_the_run_goes_on() {
     let tofa = &res[0]["assessments"].as_array().unwrap()[0];
     assert_eq!(tofa["drug"], "tofacitinib");
     assert_eq!(tofa["decision"], "do-not-start", "{tofa}");
-    assert!(text(&o.stdout).contains("6 bad lines"), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("6 bad lines"),
+        "{}",
+        text(&o.stdout)
+    );
 }
 
 #[test]
@@ -300,7 +320,11 @@ fn the_cohort_is_jak_orders_and_with_all_also_axspa() {
     write(&export, "Condition.ndjson", &[AS_P2]);
     let o = screen(&export, &out, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert_eq!(ids(&results(&out)), ["p1"], "a stopped order does not count");
+    assert_eq!(
+        ids(&results(&out)),
+        ["p1"],
+        "a stopped order does not count"
+    );
     let o = screen(&export, &out, &["--all"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(ids(&results(&out)), ["p1", "p2"]);
@@ -317,7 +341,11 @@ fn an_unusable_export_exits_2_with_one_line() {
     write(&empty, "Observation.ndjson", &[ALC_P1]);
     let o = screen(&empty, &out, &[]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("no Patient file"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no Patient file"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]

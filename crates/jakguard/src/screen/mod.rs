@@ -69,12 +69,22 @@ pub struct Outcome {
     /// `.ndjson` files whose resource type could not be told from the name: not read.
     pub skipped_files: Vec<String>,
     pub seconds: f64,
+    /// Seconds per pass: patients, cohort, reading, assessing (and writing).
+    pub passes: [f64; 4],
 }
 
 impl Outcome {
     /// True when some of the export could not be used: the exit code must say so.
     pub fn problems(&self) -> bool {
         self.bad_lines > 0 || !self.skipped_files.is_empty()
+    }
+
+    /// Where the time went, for benchmarks.
+    pub fn passes_line(&self) -> String {
+        let [a, b, c, d] = self.passes;
+        format!(
+            "passes: patients {a:.2} s, cohort {b:.2} s, reading {c:.2} s, assessing and writing {d:.2} s"
+        )
     }
 
     pub fn final_line(&self) -> String {
@@ -143,6 +153,13 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&settings.out_dir)
         .with_context(|| format!("cannot create `{}`", settings.out_dir.display()))?;
 
+    let mut passes = [0.0; 4];
+    let mut lap = started;
+    let mut split = |i: usize| {
+        passes[i] = lap.elapsed().as_secs_f64();
+        lap = Instant::now();
+    };
+
     // Pass 1: patients and the formulary.
     let mut patients = PatientIndex::default();
     let mut medications: HashMap<Box<str>, Box<str>> = HashMap::new();
@@ -181,6 +198,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
         )?;
     }
     bar.finish_and_clear();
+    split(0);
 
     // Pass 2: the cohort.
     let mut in_cohort = vec![false; patients.len()];
@@ -221,6 +239,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
         )?;
     }
     bar.finish_and_clear();
+    split(1);
 
     // Pass 3: every file; the cohort's resources into their records.
     let mut builders: HashMap<u32, RecordBuilder> = HashMap::new();
@@ -289,6 +308,8 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
         eprintln!("jakguard: {name}: skipped: the file name names no FHIR resource type");
     }
 
+    split(2);
+
     // Pass 4: assess the cohort in id order.
     let mut order: Vec<(&str, u32)> = in_cohort
         .iter()
@@ -341,6 +362,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     }
     results.flush()?;
     bar.finish_and_clear();
+    split(3);
 
     let outcome = Outcome {
         files: export.files.len(),
@@ -352,6 +374,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
         bad_lines: bad_count,
         skipped_files: export.skipped.clone(),
         seconds: started.elapsed().as_secs_f64(),
+        passes,
     };
     let bad_listed: Vec<(String, u64, String)> = bad
         .into_iter()
