@@ -219,9 +219,9 @@ pub fn write_html(dir: &Path, s: &Summary<'_>) -> anyhow::Result<()> {
     }
     h.push_str("</tbody>\n</table>\n");
     for ((drug, item), (title, list)) in &t.overdue {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<h3 id=\"overdue-{}-{}\">{} ({}): {} patients</h3>\n",
+            "<h3 id=\"overdue-{}-{}\">{} ({}): {} patients</h3>",
             esc(drug),
             esc(item),
             esc(title),
