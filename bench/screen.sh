@@ -5,7 +5,7 @@
 #
 # Usage: bench/screen.sh [PATIENTS...]        (default: 100000 1000000)
 # Env:   BENCH_DIR  where exports, outputs and the Python venv go (default /work/tmp/jakguard-bench;
-#                   1M patients need about 11 GB there)
+#                   1M patients need about 21 GB there)
 #        RUNS       timed runs per tool and size (default 2); KEEP=1 keeps the exports
 # Needs: the Rust toolchain, python3 with venv, GNU time (/usr/bin/time).
 set -euo pipefail
