@@ -170,15 +170,7 @@ impl<'a> Facts<'a> {
     fn read_observations(&mut self) {
         let kb = self.kb;
         for obs in &self.record.observations {
-            let sets = self.classify(&obs.code);
-            let mut labs: Vec<LabId> = sets
-                .iter()
-                .filter_map(|v| kb.labs_by_valueset.get(v))
-                .flatten()
-                .copied()
-                .collect();
-            labs.sort();
-            labs.dedup();
+            let labs = labs_of(kb, &obs.code);
             if labs.is_empty() {
                 continue;
             }
@@ -513,6 +505,24 @@ pub fn ckd_epi_2021(age: i32, scr_mg_dl: Decimal, female: bool) -> Option<Decima
         * 0.9938_f64.powi(age)
         * sex_factor;
     Decimal::from_f64(v.round())
+}
+
+/// The labs whose value sets hold one of `code`'s codings, sorted. An observation with none
+/// is never read by the assessment (it adds no fact and no data-quality issue).
+pub fn labs_of(kb: &Knowledge, code: &Concept) -> Vec<LabId> {
+    let mut sets = vec![];
+    for c in &code.codings {
+        kb.codes.classify(&c.system, &c.code, &mut sets);
+    }
+    let mut labs: Vec<LabId> = sets
+        .iter()
+        .filter_map(|v| kb.labs_by_valueset.get(v))
+        .flatten()
+        .copied()
+        .collect();
+    labs.sort();
+    labs.dedup();
+    labs
 }
 
 fn classify_all<'c>(

@@ -1367,6 +1367,31 @@ fn parse_bundle_resilient(text: &str) -> Result<RecordBuilder, InputError> {
     Ok(builder)
 }
 
+// ---------------------------------------------------------------------------------------
+// Batch use (population screening): one patient's resources arrive in many pieces, read in
+// parallel, and most observations are of no use to the rules.
+// ---------------------------------------------------------------------------------------
+
+impl RecordBuilder {
+    /// Takes over everything `other` collected, after what this builder already holds, so
+    /// pieces merged in input order give the record one builder would have built.
+    pub fn merge(&mut self, other: RecordBuilder) {
+        self.absorb(other);
+    }
+
+    /// Drops the observations `keep` rejects (the input problems found while reading them
+    /// stay, so the report still shows them). For batch readers that must not hold every
+    /// vital sign of millions of patients in memory.
+    pub fn retain_observations(&mut self, mut keep: impl FnMut(&Observation) -> bool) {
+        let About { items, subjects } = std::mem::take(&mut self.observations);
+        for (item, subject) in items.into_iter().zip(subjects) {
+            if keep(&item) {
+                self.observations.push(subject, item);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,11 @@
 pub mod config;
 pub mod knowledge_cmd;
 pub mod render;
+pub mod screen;
 pub mod serve;
 pub mod server;
 pub mod store;
+pub mod synth;
 pub mod web;
 
 use clap::ValueEnum;
@@ -40,6 +42,15 @@ impl std::error::Error for UnusableInput {}
 
 pub fn unusable(msg: impl Into<String>) -> anyhow::Error {
     UnusableInput(msg.into()).into()
+}
+
+/// `--as-of`: the given date, or today by the system clock.
+pub fn as_of_date(text: Option<&str>) -> anyhow::Result<chrono::NaiveDate> {
+    match text {
+        Some(s) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|_| unusable(format!("--as-of `{s}` is not a date (YYYY-MM-DD)"))),
+        None => Ok(chrono::Local::now().date_naive()),
+    }
 }
 
 /// Reads every `.toml` file under `dir` (sorted, for stable messages).

@@ -3,14 +3,15 @@
 //! This binary does the IO the engine may not: it reads files and stdin, the clock (for the
 //! default `--as-of`), the knowledge directory, and writes reports. Exit codes: 0 when the
 //! command did its job (an assessment was produced, whatever the decision; the knowledge is
-//! valid); 2 when the input cannot be used, with a one-line error naming the problem.
+//! valid); 2 when the input cannot be used, with a one-line error naming the problem; 3 when
+//! `screen` finished but some lines of the export were bad (counted and reported).
 
 use anyhow::Context;
-use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use engine::{Knowledge, Options};
 use jakguard::{
-    Format, ListFormat, UnusableInput, knowledge_cmd, load_knowledge, render, serve, unusable,
+    Format, ListFormat, UnusableInput, as_of_date, knowledge_cmd, load_knowledge, render, screen,
+    serve, synth, unusable,
 };
 use std::io::Read;
 use std::path::PathBuf;
@@ -58,6 +59,30 @@ enum Command {
     },
     /// Run the CDS Hooks 2.0 service.
     Serve(serve::ServeArgs),
+    /// Screen a FHIR Bulk Data export: every patient on (or about to start) a JAK inhibitor.
+    ///
+    /// Writes screen-results.ndjson (one assessment per patient, as `assess --format json`),
+    /// screen-summary.csv, screen-overdue.csv, screen-report.html and screen-bad-lines.txt.
+    /// Exit code 0: clean; 3: finished, but some lines or files could not be used;
+    /// 2: the export cannot be used at all.
+    Screen {
+        /// The directory of NDJSON files (`Patient.ndjson`, `Observation.ndjson.gz`, …).
+        export_dir: PathBuf,
+        /// Where to write the results (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// The date that counts as "today" (YYYY-MM-DD); default: today.
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+        /// Also screen every patient with ankylosing spondylitis or nr-axSpA.
+        #[arg(long)]
+        all: bool,
+        /// Only read and parse every line (the benchmark baseline); writes nothing.
+        #[arg(long)]
+        parse_only: bool,
+    },
+    /// Write a synthetic Bulk FHIR export of axSpA patients (deterministic for a seed).
+    Synth(synth::SynthArgs),
     /// Feedback the EHR sent on cards.
     Feedback {
         #[command(subcommand)]
@@ -152,6 +177,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::serve(kb, args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Screen {
+            export_dir,
+            out,
+            as_of,
+            all,
+            parse_only,
+        } => {
+            let outcome = if parse_only {
+                let o = screen::parse_only(&export_dir)?;
+                println!(
+                    "parse-only: {} lines parsed, {} not JSON, in {} files ({:.1} MB); {:.2} s ({:.1} MB/s)",
+                    o.resources,
+                    o.bad_lines,
+                    o.files,
+                    o.bytes as f64 / 1e6,
+                    o.seconds,
+                    o.bytes as f64 / 1e6 / o.seconds.max(1e-9)
+                );
+                o
+            } else {
+                let kb = load_knowledge(cli.knowledge.as_deref())?;
+                let settings = screen::Settings {
+                    export_dir,
+                    out_dir: out,
+                    as_of: as_of_date(as_of.as_deref())?,
+                    all,
+                };
+                let o = screen::run(&kb, &settings)?;
+                eprintln!("jakguard: {}", o.passes_line());
+                println!("{}", o.final_line());
+                o
+            };
+            Ok(if outcome.problems() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Synth(args) => {
+            let written = synth::run(&args)?;
+            println!("{written}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Feedback {
             command: FeedbackCommand::Report { db, format },
         } => {
@@ -168,11 +236,7 @@ fn assess(
     drug_names: &[String],
     file: &str,
 ) -> anyhow::Result<()> {
-    let as_of = match as_of {
-        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map_err(|_| unusable(format!("--as-of `{s}` is not a date (YYYY-MM-DD)")))?,
-        None => chrono::Local::now().date_naive(),
-    };
+    let as_of = as_of_date(as_of)?;
     let mut drugs = vec![];
     for name in drug_names {
         match kb.drug_by_name(name) {

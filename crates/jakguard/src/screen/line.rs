@@ -1,0 +1,266 @@
+//! One NDJSON line: is it a usable resource, what type, and which patient is it about.
+//!
+//! Only the head of a resource is read here (`resourceType`, `id`, the patient reference and
+//! a medication reference); the rest is checked for JSON syntax and skipped. Resources kept
+//! for a patient are read in full later by the engine's `RecordBuilder`. A bad line gets a
+//! reason that names no value from the line: the reasons end up in logs.
+
+use super::export;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head<'a> {
+    #[serde(borrow)]
+    resource_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    // Raw: only parsed for the types whose shape is known, so an odd `subject` in a
+    // resource type the assessment never reads is not a bad line.
+    #[serde(borrow)]
+    subject: Option<&'a RawValue>,
+    #[serde(borrow)]
+    patient: Option<&'a RawValue>,
+    #[serde(borrow)]
+    medication_reference: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Reference<'a> {
+    #[serde(borrow)]
+    reference: Option<Cow<'a, str>>,
+}
+
+/// Where a resource type names its patient, for the types the assessment reads.
+fn patient_field(resource_type: &str) -> Option<PatientField> {
+    match resource_type {
+        "Observation"
+        | "Condition"
+        | "MedicationRequest"
+        | "MedicationStatement"
+        | "MedicationAdministration"
+        | "MedicationDispense"
+        | "QuestionnaireResponse" => Some(PatientField::Subject),
+        "Immunization" | "AllergyIntolerance" => Some(PatientField::Patient),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum PatientField {
+    Subject,
+    Patient,
+}
+
+/// What a line holds.
+pub enum Line<'a> {
+    /// Empty or white space: ignored, not counted.
+    Blank,
+    /// Not usable; the reason names no value from the line.
+    Bad(String),
+    Patient {
+        id: Cow<'a, str>,
+        json: &'a str,
+    },
+    Medication {
+        id: Option<Cow<'a, str>>,
+        json: &'a str,
+    },
+    /// A resource the assessment reads, about a patient of the export.
+    About {
+        patient: u32,
+        json: &'a str,
+        /// `medicationReference.reference`, for orders that name their drug that way.
+        medication: Option<Cow<'a, str>>,
+    },
+    /// A valid resource of a type the assessment does not read.
+    Other,
+}
+
+/// The export's patients: id → dense index.
+#[derive(Default)]
+pub struct PatientIndex {
+    by_id: HashMap<Box<str>, u32>,
+    pub ids: Vec<Box<str>>,
+}
+
+impl PatientIndex {
+    pub fn insert(&mut self, id: &str) {
+        if !self.by_id.contains_key(id) {
+            let i = self.ids.len() as u32;
+            self.ids.push(id.into());
+            self.by_id.insert(id.into(), i);
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The patient a reference points to: `Patient/x`, `https://…/Patient/x` or `urn:uuid:x`
+    /// where `x` is the id of a Patient in the export.
+    pub fn resolve(&self, reference: &str) -> Option<u32> {
+        self.get(patient_id_of(reference)?)
+    }
+}
+
+/// The id inside a patient reference, if it has the shape of one.
+pub fn patient_id_of(reference: &str) -> Option<&str> {
+    if let Some(id) = reference.strip_prefix("urn:uuid:") {
+        return (!id.is_empty()).then_some(id);
+    }
+    let (before, id) = reference.rsplit_once('/')?;
+    (before == "Patient" || before.ends_with("/Patient"))
+        .then_some(id)
+        .filter(|id| !id.is_empty())
+}
+
+/// Reads one line of a file of `file_type` resources. `patients` is `None` while the
+/// patients themselves are being read (subjects are not resolved then).
+pub fn read<'a>(bytes: &'a [u8], file_type: &str, patients: Option<&PatientIndex>) -> Line<'a> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Line::Blank;
+    }
+    let Ok(json) = std::str::from_utf8(bytes) else {
+        return Line::Bad("not UTF-8 text".into());
+    };
+    let head: Head<'a> = match serde_json::from_str(json) {
+        Ok(h) => h,
+        Err(e) => return Line::Bad(json_error(&e)),
+    };
+    let Some(ty) = head.resource_type.as_deref() else {
+        return Line::Bad("no `resourceType`".into());
+    };
+    let Some(ty) = export::resource_type(ty) else {
+        return Line::Bad("unknown resource type".into());
+    };
+    if ty != file_type {
+        return Line::Bad(format!("a {ty} in a file of {file_type} resources"));
+    }
+    match ty {
+        "Patient" => match head.id {
+            Some(id) if !id.is_empty() => Line::Patient { id, json },
+            _ => Line::Bad("Patient without an `id`".into()),
+        },
+        "Medication" => Line::Medication { id: head.id, json },
+        _ => {
+            let Some(field) = patient_field(ty) else {
+                return Line::Other;
+            };
+            let Some(patients) = patients else {
+                return Line::Other;
+            };
+            let raw = match field {
+                PatientField::Subject => head.subject,
+                PatientField::Patient => head.patient,
+            };
+            let name = match field {
+                PatientField::Subject => "subject",
+                PatientField::Patient => "patient",
+            };
+            let reference = match raw.map(|r| serde_json::from_str::<Reference<'_>>(r.get())) {
+                None | Some(Ok(Reference { reference: None })) => {
+                    return Line::Bad(format!("{ty} without `{name}.reference`"));
+                }
+                Some(Err(_)) => return Line::Bad(format!("`{name}` is not a Reference")),
+                Some(Ok(Reference { reference: Some(r) })) => r,
+            };
+            let Some(patient) = patients.resolve(&reference) else {
+                return Line::Bad(format!(
+                    "`{name}` does not refer to a Patient of this export"
+                ));
+            };
+            let medication = head
+                .medication_reference
+                .and_then(|r| serde_json::from_str::<Reference<'_>>(r.get()).ok())
+                .and_then(|r| r.reference)
+                .map(|r| Cow::Owned(r.into_owned()));
+            Line::About {
+                patient,
+                json,
+                medication,
+            }
+        }
+    }
+}
+
+/// A serde_json error as a reason without the offending value.
+fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax => format!("malformed JSON at column {}", e.column()),
+        Category::Eof => "truncated JSON".into(),
+        Category::Data => {
+            "unexpected shape of `resourceType`, `id` or a reference, or a member given twice"
+                .into()
+        }
+        Category::Io => "unreadable".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patient_references_in_their_usual_forms() {
+        assert_eq!(patient_id_of("Patient/p1"), Some("p1"));
+        assert_eq!(
+            patient_id_of("https://ehr.example/fhir/Patient/p1"),
+            Some("p1")
+        );
+        assert_eq!(patient_id_of("urn:uuid:1234"), Some("1234"));
+        assert_eq!(patient_id_of("Group/p1"), None);
+        assert_eq!(patient_id_of("p1"), None);
+        assert_eq!(patient_id_of("Patient/"), None);
+    }
+
+    #[test]
+    fn bad_lines_say_why_without_quoting_the_line() {
+        let mut ix = PatientIndex::default();
+        ix.insert("p1");
+        let reason = |s: &str, ty: &str| match read(s.as_bytes(), ty, Some(&ix)) {
+            Line::Bad(r) => r,
+            _ => String::from("not bad"),
+        };
+        assert!(reason(r#"{"resourceType":"Observation","#, "Observation").contains("truncated"));
+        assert!(reason(r#"{"resourceType":"Observation" "x"}"#, "Observation").contains("column"));
+        assert_eq!(
+            reason(r#"{"resourceType":"Foo"}"#, "Observation"),
+            "unknown resource type"
+        );
+        assert!(
+            reason(r#"{"resourceType":"Observation","id":"o"}"#, "Observation").contains("subject")
+        );
+        assert!(
+            reason(
+                r#"{"resourceType":"Observation","subject":{"reference":"Patient/secret"}}"#,
+                "Observation"
+            )
+            .contains("does not refer")
+        );
+        assert!(
+            !reason(
+                r#"{"resourceType":"Observation","subject":{"reference":"Patient/secret"}}"#,
+                "Observation"
+            )
+            .contains("secret")
+        );
+        assert!(matches!(
+            read(
+                br#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#,
+                "Observation",
+                Some(&ix)
+            ),
+            Line::About { patient: 0, .. }
+        ));
+        assert!(matches!(read(b"  ", "Observation", Some(&ix)), Line::Blank));
+    }
+}

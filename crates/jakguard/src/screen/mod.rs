@@ -1,0 +1,545 @@
+//! `jakguard screen`: population screening over a FHIR Bulk Data export.
+//!
+//! Who, among the patients of an export, is on or about to start a JAK inhibitor and now has
+//! a contraindication or is overdue for monitoring. The export is streamed, never loaded:
+//!
+//! 1. the Patient files give the export's patients (id → index) and the Medication files the
+//!    formulary that `medicationReference`s point to;
+//! 2. the MedicationRequest/MedicationStatement files (and Condition, with `--all`) give the
+//!    cohort, each candidate judged by the engine's own matching (`cohort`);
+//! 3. every file is read once more; the resources the assessment reads that are about a
+//!    cohort patient go into that patient's `RecordBuilder` (observations no lab reads are
+//!    dropped at once), every other line is only checked;
+//! 4. the cohort is assessed in parallel, in batches, in patient-id order, and each report is
+//!    written as one line of `screen-results.ndjson` while the summary figures accumulate.
+//!
+//! Memory is therefore bounded by the number of patients (their ids, and the kept resources
+//! of the cohort), not by the size of the files. Bad lines are counted, reported with file
+//! and line, and never stop the run; `Outcome::problems` tells the caller to exit non-zero.
+
+mod cohort;
+mod export;
+mod html;
+mod line;
+mod reader;
+mod tally;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use engine::fhir::RecordBuilder;
+use engine::{Knowledge, Options};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use line::{Line, PatientIndex};
+use rayon::prelude::*;
+use reader::Chunk;
+use std::collections::HashMap;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tally::{PatientFigures, Tally};
+
+pub use export::{Export, ExportFile};
+
+/// How many bad lines are printed on standard error (all are in `screen-bad-lines.txt`).
+const BAD_LINES_SHOWN: usize = 20;
+/// Patients assessed per parallel batch: large enough to keep every core busy, small
+/// enough that only a batch of reports is in memory at once.
+const ASSESS_BATCH: usize = 2048;
+
+/// What to screen and where to write.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub export_dir: PathBuf,
+    pub out_dir: PathBuf,
+    pub as_of: NaiveDate,
+    /// Also every patient with AS / nr-axSpA, not only those with a JAK inhibitor order.
+    pub all: bool,
+}
+
+/// The run in numbers; the final line and the exit code come from it.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub files: usize,
+    pub bytes: u64,
+    pub patients: u64,
+    pub screened: u64,
+    pub not_assessed: u64,
+    pub resources: u64,
+    pub bad_lines: u64,
+    /// `.ndjson` files whose resource type could not be told from the name: not read.
+    pub skipped_files: Vec<String>,
+    pub seconds: f64,
+    /// Seconds per pass: patients, cohort, reading, assessing (and writing).
+    pub passes: [f64; 4],
+}
+
+impl Outcome {
+    /// True when some of the export could not be used: the exit code must say so.
+    pub fn problems(&self) -> bool {
+        self.bad_lines > 0 || !self.skipped_files.is_empty()
+    }
+
+    /// Where the time went, for benchmarks.
+    pub fn passes_line(&self) -> String {
+        let [a, b, c, d] = self.passes;
+        format!(
+            "passes: patients {a:.2} s, cohort {b:.2} s, reading {c:.2} s, assessing and writing {d:.2} s"
+        )
+    }
+
+    pub fn final_line(&self) -> String {
+        let mb = self.bytes as f64 / 1e6;
+        let secs = self.seconds.max(1e-9);
+        format!(
+            "screened {} of {} patients ({} not assessed); {} resources in {} files ({:.1} MB); {} bad lines; {} files skipped; {:.2} s ({:.1} MB/s, {:.0} patients/s)",
+            self.screened,
+            self.patients,
+            self.not_assessed,
+            self.resources,
+            self.files,
+            mb,
+            self.bad_lines,
+            self.skipped_files.len(),
+            self.seconds,
+            mb / secs,
+            self.patients as f64 / secs,
+        )
+    }
+}
+
+/// A bad line, or a file that could not be read to its end.
+struct BadLine {
+    file: usize,
+    line: u64,
+    reason: String,
+}
+
+/// Lists the export or says why it is unusable (the caller exits 2).
+pub fn open_export(dir: &Path) -> Result<Export, String> {
+    if !dir.is_dir() {
+        return Err(format!("`{}` is not a directory", dir.display()));
+    }
+    let export = export::discover(dir)
+        .map_err(|e| format!("cannot read the export directory `{}`: {e}", dir.display()))?;
+    if !export.files.iter().any(|f| f.resource_type == "Patient") {
+        return Err(format!(
+            "`{}` holds no Patient file (`Patient.ndjson` or `Patient.ndjson.gz`): not a Bulk FHIR export",
+            dir.display()
+        ));
+    }
+    Ok(export)
+}
+
+fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:>22} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Runs the screen. Errors are I/O failures writing the results (or an unusable export,
+/// as `crate::UnusableInput`); bad input lines are not errors.
+pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let export = open_export(&settings.export_dir).map_err(crate::unusable)?;
+    let cohort = cohort::Cohort::new(kb, settings.as_of, settings.all).map_err(crate::unusable)?;
+    std::fs::create_dir_all(&settings.out_dir)
+        .with_context(|| format!("cannot create `{}`", settings.out_dir.display()))?;
+
+    let mut passes = [0.0; 4];
+    let mut lap = started;
+    let mut split = |i: usize| {
+        passes[i] = lap.elapsed().as_secs_f64();
+        lap = Instant::now();
+    };
+
+    // Pass 1: patients and the formulary.
+    let mut patients = PatientIndex::default();
+    let mut medications: HashMap<Box<str>, Box<str>> = HashMap::new();
+    let first: Vec<&ExportFile> = export.of_type(&["Patient", "Medication"]).collect();
+    let bar = progress_bar(first.iter().map(|f| f.size).sum(), "patients");
+    for file in &first {
+        let ty = file.resource_type;
+        reader::for_each_chunk(
+            file,
+            &bar,
+            |chunk: &Chunk| {
+                let mut ids: Vec<(Box<str>, Option<Box<str>>)> = vec![];
+                for (_, bytes) in chunk.lines() {
+                    match line::read(bytes, ty, None) {
+                        Line::Patient { id, .. } => ids.push((id.as_ref().into(), None)),
+                        Line::Medication { id: Some(id), json } => {
+                            ids.push((id.as_ref().into(), Some(json.into())))
+                        }
+                        _ => {}
+                    }
+                }
+                ids
+            },
+            |ids| -> anyhow::Result<()> {
+                for (id, json) in ids {
+                    match json {
+                        None => patients.insert(&id),
+                        // The first of duplicate Medication resources wins, as in a Bundle.
+                        Some(json) => {
+                            medications.entry(id).or_insert(json);
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )?;
+    }
+    bar.finish_and_clear();
+    split(0);
+
+    // Pass 2: the cohort.
+    let mut in_cohort = vec![false; patients.len()];
+    let types = cohort.types();
+    let second: Vec<&ExportFile> = export.of_type(types).collect();
+    let bar = progress_bar(second.iter().map(|f| f.size).sum(), "finding the cohort");
+    for file in &second {
+        let ty = file.resource_type;
+        reader::for_each_chunk(
+            file,
+            &bar,
+            |chunk: &Chunk| {
+                let mut found = vec![];
+                for (_, bytes) in chunk.lines() {
+                    if let Line::About {
+                        patient,
+                        json,
+                        medication,
+                        ..
+                    } = line::read(bytes, ty, Some(&patients))
+                    {
+                        let med = medication
+                            .as_deref()
+                            .and_then(|r| formulary(&medications, r));
+                        if cohort.admits(json, med) {
+                            found.push(patient);
+                        }
+                    }
+                }
+                found
+            },
+            |found| -> anyhow::Result<()> {
+                for p in found {
+                    in_cohort[p as usize] = true;
+                }
+                Ok(())
+            },
+        )?;
+    }
+    bar.finish_and_clear();
+    split(1);
+
+    // Pass 3: every file; the cohort's resources into their records.
+    let mut builders: HashMap<u32, RecordBuilder> = HashMap::new();
+    let mut bad: Vec<BadLine> = vec![];
+    let mut bad_count = 0u64;
+    let mut resources = 0u64;
+    let bad_path = settings.out_dir.join("screen-bad-lines.txt");
+    let mut bad_out = BufWriter::new(
+        std::fs::File::create(&bad_path)
+            .with_context(|| format!("cannot write `{}`", bad_path.display()))?,
+    );
+    let bar = progress_bar(export.total_bytes(), "reading the export");
+    for (fi, file) in export.files.iter().enumerate() {
+        let ty = file.resource_type;
+        let name = file.name.as_str();
+        let failure = reader::for_each_chunk(
+            file,
+            &bar,
+            |chunk: &Chunk| read_chunk(kb, chunk, ty, name, &patients, &in_cohort, &medications),
+            |part: ChunkPart| -> anyhow::Result<()> {
+                resources += part.resources;
+                for (line, reason) in part.bad {
+                    bad_count += 1;
+                    writeln!(bad_out, "{name}:{line}: {reason}")?;
+                    if bad.len() < html::BAD_LINES_LISTED {
+                        bad.push(BadLine {
+                            file: fi,
+                            line,
+                            reason,
+                        });
+                    }
+                }
+                for (p, b) in part.builders {
+                    builders.entry(p).or_default().merge(b);
+                }
+                Ok(())
+            },
+        )?;
+        if let Some(f) = failure {
+            bad_count += 1;
+            let reason = format!("cannot read further: {}", f.error);
+            writeln!(bad_out, "{name}:{}: {reason}", f.after_line + 1)?;
+            bad.push(BadLine {
+                file: fi,
+                line: f.after_line + 1,
+                reason,
+            });
+        }
+    }
+    bad_out.flush()?;
+    bar.finish_and_clear();
+    for b in bad.iter().take(BAD_LINES_SHOWN) {
+        eprintln!(
+            "jakguard: {}:{}: {}",
+            export.files[b.file].name, b.line, b.reason
+        );
+    }
+    if bad_count > BAD_LINES_SHOWN as u64 {
+        eprintln!(
+            "jakguard: … {} more bad lines in {}",
+            bad_count - BAD_LINES_SHOWN as u64,
+            bad_path.display()
+        );
+    }
+    for name in &export.skipped {
+        eprintln!("jakguard: {name}: skipped: the file name names no FHIR resource type");
+    }
+
+    split(2);
+
+    // Pass 4: assess the cohort in id order.
+    let mut order: Vec<(&str, u32)> = in_cohort
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c)
+        .map(|(i, _)| (patients.ids[i].as_ref(), i as u32))
+        .collect();
+    order.sort_unstable();
+    let results_path = settings.out_dir.join("screen-results.ndjson");
+    let mut results = BufWriter::new(
+        std::fs::File::create(&results_path)
+            .with_context(|| format!("cannot write `{}`", results_path.display()))?,
+    );
+    let opts = Options {
+        as_of: settings.as_of,
+        drugs: vec![],
+    };
+    let mut tally = Tally::default();
+    let bar = if std::io::stderr().is_terminal() {
+        let bar =
+            ProgressBar::with_draw_target(Some(order.len() as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg:>22} [{bar:30}] {pos}/{len} patients {per_sec} ETA {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message("assessing");
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    for batch in order.chunks(ASSESS_BATCH) {
+        let work: Vec<(&str, RecordBuilder)> = batch
+            .iter()
+            .map(|(id, i)| (*id, builders.remove(i).unwrap_or_default()))
+            .collect();
+        let done: Vec<(String, Option<PatientFigures>)> = work
+            .into_par_iter()
+            .map(|(id, b)| assess_one(kb, &opts, id, b))
+            .collect();
+        for ((id, _), (json, figures)) in batch.iter().zip(done) {
+            results.write_all(json.as_bytes())?;
+            results.write_all(b"\n")?;
+            match figures {
+                Some(f) => tally.add(id, f),
+                None => tally.not_assessed += 1,
+            }
+        }
+        bar.inc(batch.len() as u64);
+    }
+    results.flush()?;
+    bar.finish_and_clear();
+    split(3);
+
+    let outcome = Outcome {
+        files: export.files.len(),
+        bytes: export.total_bytes(),
+        patients: patients.len() as u64,
+        screened: tally.screened,
+        not_assessed: tally.not_assessed,
+        resources,
+        bad_lines: bad_count,
+        skipped_files: export.skipped.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        passes,
+    };
+    let bad_listed: Vec<(String, u64, String)> = bad
+        .into_iter()
+        .map(|b| (export.files[b.file].name.clone(), b.line, b.reason))
+        .collect();
+    let report = html::Summary {
+        settings,
+        knowledge_version: &kb.version,
+        outcome: &outcome,
+        tally: &tally,
+        bad_lines: &bad_listed,
+    };
+    html::write_csv(&settings.out_dir, &report)?;
+    html::write_html(&settings.out_dir, &report)?;
+    Ok(outcome)
+}
+
+/// The Medication a reference names, with the full URL to register it under when the
+/// reference is not `Medication/id`.
+fn formulary<'m>(
+    medications: &'m HashMap<Box<str>, Box<str>>,
+    reference: &'m str,
+) -> Option<(&'m str, Option<&'m str>)> {
+    if let Some(id) = reference.strip_prefix("urn:uuid:") {
+        return medications.get(id).map(|j| (j.as_ref(), Some(reference)));
+    }
+    let (before, id) = reference.rsplit_once('/')?;
+    if before != "Medication" {
+        return None;
+    }
+    medications.get(id).map(|j| (j.as_ref(), None))
+}
+
+/// What one chunk contributes: resources, bad lines, and pieces of cohort records.
+struct ChunkPart {
+    resources: u64,
+    bad: Vec<(u64, String)>,
+    builders: Vec<(u32, RecordBuilder)>,
+}
+
+fn read_chunk(
+    kb: &Knowledge,
+    chunk: &Chunk,
+    ty: &str,
+    file: &str,
+    patients: &PatientIndex,
+    in_cohort: &[bool],
+    medications: &HashMap<Box<str>, Box<str>>,
+) -> ChunkPart {
+    let mut part = ChunkPart {
+        resources: 0,
+        bad: vec![],
+        builders: vec![],
+    };
+    let mut local: HashMap<u32, RecordBuilder> = HashMap::new();
+    for (n, bytes) in chunk.lines() {
+        let l = line::read(bytes, ty, Some(patients));
+        if !matches!(l, Line::Blank | Line::Bad(_)) {
+            part.resources += 1;
+        }
+        match l {
+            Line::Blank | Line::Other | Line::Medication { .. } => {}
+            Line::Bad(reason) => part.bad.push((n, reason)),
+            Line::Patient { id, json } => {
+                if let Some(p) = patients.get(&id)
+                    && in_cohort[p as usize]
+                {
+                    local
+                        .entry(p)
+                        .or_default()
+                        .add_json(json, &format!("{file}:{n}"), None);
+                }
+            }
+            Line::About {
+                patient,
+                json,
+                medication,
+                ..
+            } => {
+                if !in_cohort[patient as usize] {
+                    continue;
+                }
+                let b = local.entry(patient).or_default();
+                if let Some((m, full_url)) = medication
+                    .as_deref()
+                    .and_then(|r| formulary(medications, r))
+                {
+                    b.add_json(m, "Medication", full_url);
+                }
+                b.add_json(json, &format!("{file}:{n}"), None);
+            }
+        }
+    }
+    for (p, mut b) in local {
+        // Observations no lab reads (vital signs, surveys…) add nothing to an assessment;
+        // dropping them here keeps memory to what the rules use.
+        b.retain_observations(|o| !engine::facts::labs_of(kb, &o.code).is_empty());
+        part.builders.push((p, b));
+    }
+    part
+}
+
+/// One patient's result line and figures (none when the record could not be built).
+fn assess_one(
+    kb: &Knowledge,
+    opts: &Options,
+    id: &str,
+    builder: RecordBuilder,
+) -> (String, Option<PatientFigures>) {
+    match builder.finish() {
+        Ok(record) => {
+            let report = engine::assess(kb, &record, opts);
+            let json = serde_json::to_string(&report).unwrap_or_else(|e| {
+                serde_json::json!({"patient": {"id": id}, "error": format!("cannot serialise the report: {e}")})
+                    .to_string()
+            });
+            (json, Some(PatientFigures::of(&report)))
+        }
+        Err(e) => (
+            serde_json::json!({"patient": {"id": id}, "error": e.to_string()}).to_string(),
+            None,
+        ),
+    }
+}
+
+/// `--parse-only`: the bare cost of reading every file and parsing every line as JSON,
+/// with the same reader and parallelism as the screen; the benchmark's baseline.
+pub fn parse_only(dir: &Path) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let export = open_export(dir).map_err(crate::unusable)?;
+    let bar = progress_bar(export.total_bytes(), "parsing");
+    let mut outcome = Outcome {
+        files: export.files.len(),
+        bytes: export.total_bytes(),
+        skipped_files: export.skipped.clone(),
+        ..Outcome::default()
+    };
+    for file in &export.files {
+        let failure = reader::for_each_chunk(
+            file,
+            &bar,
+            |chunk: &Chunk| {
+                let (mut ok, mut bad) = (0u64, 0u64);
+                for (_, bytes) in chunk.lines() {
+                    if bytes.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                        Ok(_) => ok += 1,
+                        Err(_) => bad += 1,
+                    }
+                }
+                (ok, bad)
+            },
+            |(ok, bad)| -> anyhow::Result<()> {
+                outcome.resources += ok;
+                outcome.bad_lines += bad;
+                Ok(())
+            },
+        )?;
+        if failure.is_some() {
+            outcome.bad_lines += 1;
+        }
+    }
+    bar.finish_and_clear();
+    outcome.seconds = started.elapsed().as_secs_f64();
+    Ok(outcome)
+}

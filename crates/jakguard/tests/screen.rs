@@ -1,0 +1,383 @@
+//! `jakguard screen` and `jakguard synth` as processes: a small synthetic export end to end,
+//! "the same decisions as `assess`" patient by patient, hand-written exports with bad lines
+//! (counts, file:line reports, exit codes), the cohort with and without `--all`, and the
+//! generator's determinism.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const AS_OF: &str = "2026-03-01";
+
+fn jakguard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jakguard"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run jakguard")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jakguard-screen-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp");
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn synth(dir: &Path, patients: u32, seed: u32, gzip: bool) {
+    let (n, seed) = (patients.to_string(), seed.to_string());
+    let mut args = vec!["synth", "--patients", &n, "--seed", &seed, "--as-of", AS_OF];
+    if gzip {
+        args.push("--gzip");
+    }
+    args.push(s(dir));
+    let o = jakguard(&args);
+    assert!(o.status.success(), "synth failed: {}", text(&o.stderr));
+}
+
+fn screen(export: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["screen", "--as-of", AS_OF, "--out", s(out)];
+    args.extend_from_slice(extra);
+    args.push(s(export));
+    jakguard(&args)
+}
+
+fn results(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("screen-results.ndjson"))
+        .expect("results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn ids(results: &[serde_json::Value]) -> Vec<String> {
+    results
+        .iter()
+        .map(|r| r["patient"]["id"].as_str().expect("patient id").to_string())
+        .collect()
+}
+
+/// `section,drug,phase,key` → patients, from `screen-summary.csv`.
+fn summary(out: &Path) -> BTreeMap<String, u64> {
+    let mut r = csv::Reader::from_path(out.join("screen-summary.csv")).expect("summary");
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("csv row");
+            (
+                format!("{},{},{},{}", &rec[0], &rec[1], &rec[2], &rec[3]),
+                rec[5].parse().expect("a count"),
+            )
+        })
+        .collect()
+}
+
+fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).expect("read"))
+        })
+        .collect()
+}
+
+#[test]
+fn synth_is_byte_identical_for_a_seed_and_differs_for_another() {
+    let (a, b, c) = (scratch("det-a"), scratch("det-b"), scratch("det-c"));
+    synth(&a, 300, 11, false);
+    synth(&b, 300, 11, false);
+    synth(&c, 300, 12, false);
+    let (fa, fb, fc) = (files_of(&a), files_of(&b), files_of(&c));
+    assert!(fa.contains_key("Patient.ndjson") && fa.contains_key("Observation.ndjson"));
+    assert_eq!(fa, fb, "same seed, different files");
+    assert_ne!(fa["Observation.ndjson"], fc["Observation.ndjson"]);
+    assert_eq!(
+        text(&fa["Patient.ndjson"]).lines().count(),
+        300,
+        "one Patient line per patient"
+    );
+}
+
+#[test]
+fn a_synthetic_export_is_screened_in_patient_order_with_summary_and_report() {
+    let (export, out) = (scratch("synth-export"), scratch("synth-out"));
+    synth(&export, 200, 5, false);
+    let o = screen(&export, &out, &[]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+    let res = results(&out);
+    let got = ids(&res);
+    let mut sorted = got.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(got, sorted, "results are in patient-id order, once each");
+    assert!(
+        !res.is_empty() && res.len() < 200,
+        "{} screened of 200",
+        res.len()
+    );
+
+    let sum = summary(&out);
+    assert_eq!(sum["run,,,patients-in-export"], 200);
+    assert_eq!(sum["run,,,patients-screened"], res.len() as u64);
+    assert_eq!(sum["run,,,bad-lines"], 0);
+    // Decision counts add up, per drug, to the patients screened.
+    for drug in ["tofacitinib", "upadacitinib"] {
+        let total: u64 = sum
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("decision,{drug},")))
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(total, res.len() as u64, "{drug}");
+    }
+    // The overdue list holds exactly the patients whose reports say overdue.
+    let mut overdue_in_reports = 0;
+    for r in &res {
+        overdue_in_reports += r["monitoring"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["status"] == "overdue")
+            .count();
+    }
+    let overdue_csv = std::fs::read_to_string(out.join("screen-overdue.csv")).unwrap();
+    assert_eq!(overdue_csv.lines().count() - 1, overdue_in_reports);
+    assert!(
+        overdue_in_reports > 0,
+        "the synthetic set has lapsed monitoring"
+    );
+
+    let html = std::fs::read_to_string(out.join("screen-report.html")).unwrap();
+    assert!(html.contains("supports clinical judgement; it does not replace it"));
+    assert!(html.contains("<caption>") && !html.contains("<script"));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains(&format!("screened {} of 200 patients", res.len())),
+        "{stdout}"
+    );
+}
+
+/// The resources of one patient from the export's files, in the order `screen` reads them.
+fn patient_bundle(export: &Path, id: &str) -> serde_json::Value {
+    let refs = [format!("\"Patient/{id}\""), format!("\"urn:uuid:{id}\"")];
+    let mut entries = vec![];
+    let order = [
+        "Patient",
+        "Medication",
+        "Condition",
+        "Immunization",
+        "MedicationRequest",
+        "MedicationStatement",
+        "Observation",
+    ];
+    for ty in order {
+        let body = std::fs::read_to_string(export.join(format!("{ty}.ndjson"))).unwrap();
+        for line in body.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let mine = match ty {
+                "Patient" => v["id"] == id,
+                // The formulary is shared: include it whole, as a Bundle would.
+                "Medication" => true,
+                _ => refs.iter().any(|r| line.contains(r.as_str())),
+            };
+            if mine {
+                entries.push(serde_json::json!({ "resource": v }));
+            }
+        }
+    }
+    serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": entries})
+}
+
+#[test]
+fn each_result_line_is_what_assess_says_for_the_same_resources() {
+    let (export, out) = (scratch("same-export"), scratch("same-out"));
+    synth(&export, 120, 9, false);
+    let o = screen(&export, &out, &[]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+    let res = results(&out);
+    assert!(res.len() >= 8, "only {} screened", res.len());
+    // A spread of patients, including every one with a data-quality finding.
+    let picked: Vec<&serde_json::Value> = res
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| i % 4 == 0 || !r["errors"].as_array().unwrap().is_empty())
+        .map(|(_, r)| r)
+        .take(16)
+        .collect();
+    for line in picked {
+        let id = line["patient"]["id"].as_str().unwrap();
+        let bundle = patient_bundle(&export, id);
+        let path = out.join(format!("bundle-{id}.json"));
+        std::fs::write(&path, serde_json::to_vec(&bundle).unwrap()).unwrap();
+        let o = jakguard(&["assess", "--as-of", AS_OF, "--format", "json", s(&path)]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let assessed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(&assessed, line, "patient {id}: screen and assess differ");
+    }
+}
+
+fn write(dir: &Path, name: &str, lines: &[&str]) {
+    std::fs::write(dir.join(name), lines.join("\n") + "\n").unwrap();
+}
+
+/// A gzip file of two members (as appending exporters write), one line set each.
+fn write_gz(dir: &Path, name: &str, members: &[&[&str]]) {
+    let mut bytes = vec![];
+    for lines in members {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all((lines.join("\n") + "\n").as_bytes()).unwrap();
+        bytes.extend(e.finish().unwrap());
+    }
+    std::fs::write(dir.join(name), bytes).unwrap();
+}
+
+const P1: &str = r#"{"resourceType":"Patient","id":"p1","gender":"male","birthDate":"1980-02-02"}"#;
+const P2: &str =
+    r#"{"resourceType":"Patient","id":"p2","gender":"female","birthDate":"1975-07-07"}"#;
+const P3: &str =
+    r#"{"resourceType":"Patient","id":"p3","gender":"female","birthDate":"1990-01-01"}"#;
+const TOFA_P1: &str = r#"{"resourceType":"MedicationRequest","id":"mr1","status":"active","intent":"order","subject":{"reference":"Patient/p1"},"authoredOn":"2025-06-01","medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"1357541"}]}}"#;
+const STOPPED_P3: &str = r#"{"resourceType":"MedicationRequest","id":"mr3","status":"stopped","intent":"order","subject":{"reference":"Patient/p3"},"authoredOn":"2024-01-01","medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"2196894"}]}}"#;
+const AS_P2: &str = r#"{"resourceType":"Condition","id":"c2","clinicalStatus":{"coding":[{"code":"active"}]},"code":{"coding":[{"system":"http://snomed.info/sct","code":"9631008"}]},"subject":{"reference":"Patient/p2"}}"#;
+const ALC_P1: &str = r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"731-0"}]},"subject":{"reference":"urn:uuid:p1"},"effectiveDateTime":"2026-02-01","valueQuantity":{"value":0.4,"unit":"10*3/uL","system":"http://unitsofmeasure.org","code":"10*3/uL"}}"#;
+
+#[test]
+fn bad_lines_are_counted_and_reported_by_file_and_line_and_the_run_goes_on() {
+    let (export, out) = (scratch("bad-export"), scratch("bad-out"));
+    write(
+        &export,
+        "Patient.ndjson",
+        &[P1, r#"{"resourceType":"Patient","#, P2, ""],
+    );
+    write(&export, "MedicationRequest.ndjson", &[TOFA_P1, AS_P2]);
+    write_gz(
+        &export,
+        "Observation.ndjson.gz",
+        &[
+            &[ALC_P1, r#"{"resourceType":"Obsrvation","id":"x"}"#],
+            &[
+                r#"{"resourceType":"Observation","id":"o3","code":{"text":"x"}}"#,
+                r#"{"resourceType":"Observation","id":"o4","subject":{"reference":"Patient/nobody"}}"#,
+                r#"{"id":"o5"}"#,
+            ],
+        ],
+    );
+    write(&export, "notes.ndjson", &[r#"{"resourceType":"Basic"}"#]);
+    let o = screen(&export, &out, &[]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "stderr: {err}");
+    let expected = [
+        "Patient.ndjson:2: truncated JSON",
+        "MedicationRequest.ndjson:2: a Condition in a file of MedicationRequest resources",
+        "Observation.ndjson.gz:2: unknown resource type",
+        "Observation.ndjson.gz:3: Observation without `subject.reference`",
+        "Observation.ndjson.gz:4: `subject` does not refer to a Patient of this export",
+        "Observation.ndjson.gz:5: no `resourceType`",
+    ];
+    for e in expected {
+        assert!(err.contains(e), "missing `{e}` in:\n{err}");
+    }
+    assert!(err.contains("notes.ndjson: skipped"), "{err}");
+    assert!(
+        !err.contains("nobody"),
+        "a patient reference leaked into the log: {err}"
+    );
+    let listed = std::fs::read_to_string(out.join("screen-bad-lines.txt")).unwrap();
+    assert_eq!(listed.lines().count(), expected.len(), "{listed}");
+    let sum = summary(&out);
+    assert_eq!(sum["run,,,bad-lines"], expected.len() as u64);
+    assert_eq!(sum["run,,,files-skipped"], 1);
+    // The good lines were still used: p1's low lymphocyte count (from the gzip file, by a
+    // urn:uuid reference) reaches its assessment.
+    let res = results(&out);
+    assert_eq!(ids(&res), ["p1"]);
+    let tofa = &res[0]["assessments"].as_array().unwrap()[0];
+    assert_eq!(tofa["drug"], "tofacitinib");
+    // On treatment, a first low count asks for a repeat before holding the drug.
+    let alc = tofa["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "data-needed.lab.alc")
+        .unwrap_or_else(|| panic!("no lymphocyte finding: {tofa}"));
+    assert!(
+        alc["summary"]
+            .as_str()
+            .unwrap()
+            .contains("0.4 10*3/uL on 2026-02-01"),
+        "{alc}"
+    );
+    assert!(
+        text(&o.stdout).contains("6 bad lines"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn the_cohort_is_jak_orders_and_with_all_also_axspa() {
+    let (export, out) = (scratch("cohort-export"), scratch("cohort-out"));
+    write(&export, "Patient.ndjson", &[P3, P2, P1]);
+    write(&export, "MedicationRequest.ndjson", &[STOPPED_P3, TOFA_P1]);
+    write(&export, "Condition.ndjson", &[AS_P2]);
+    let o = screen(&export, &out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        ids(&results(&out)),
+        ["p1"],
+        "a stopped order does not count"
+    );
+    let o = screen(&export, &out, &["--all"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(ids(&results(&out)), ["p1", "p2"]);
+}
+
+#[test]
+fn an_unusable_export_exits_2_with_one_line() {
+    let out = scratch("unusable-out");
+    let missing = out.join("no-such-dir");
+    let o = screen(&missing, &out, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("is not a directory"));
+    let empty = scratch("unusable-empty");
+    write(&empty, "Observation.ndjson", &[ALC_P1]);
+    let o = screen(&empty, &out, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("no Patient file"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn parse_only_reads_gzip_and_counts_what_is_not_json() {
+    let export = scratch("parse-export");
+    synth(&export, 50, 3, true);
+    let o = jakguard(&["screen", "--parse-only", s(&export)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let plain = scratch("parse-plain");
+    synth(&plain, 50, 3, false);
+    let lines: usize = std::fs::read_dir(&plain)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ndjson"))
+        .map(|p| std::fs::read_to_string(p).unwrap().lines().count())
+        .sum();
+    assert!(
+        text(&o.stdout).contains(&format!("parse-only: {lines} lines parsed, 0 not JSON")),
+        "{}",
+        text(&o.stdout)
+    );
+}
