@@ -996,14 +996,14 @@ async fn quick_check_writes_the_values_and_the_rules_read_them() {
 async fn cds_cards_link_to_the_assessment_view() {
     let state = state("cards").await;
     let app = jakguard::server::app(Arc::clone(&state));
-    let req =
+    let req_text =
         std::fs::read_to_string(root().join("examples/cds-hooks/order-sign-tofacitinib.json"))
             .unwrap();
     let r = send(
         &app,
         Request::post("/cds-services/jakguard-order-sign")
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(req))
+            .body(Body::from(req_text.clone()))
             .unwrap(),
     )
     .await;
@@ -1038,6 +1038,47 @@ async fn cds_cards_link_to_the_assessment_view() {
             "both drugs shown"
         );
     }
+    // The page rebuilds the record from the kept request bytes: its decision is the engine's
+    // on the request's prefetch and draft order, read independently here.
+    let request: Value = serde_json::from_str(&req_text).unwrap();
+    let mut b = engine::fhir::RecordBuilder::new();
+    for (key, v) in request["prefetch"].as_object().unwrap() {
+        if !v.is_null() {
+            b.add_json(&v.to_string(), key, None);
+        }
+    }
+    let mut drafts = vec![];
+    for e in request["context"]["draftOrders"]["entry"]
+        .as_array()
+        .unwrap()
+    {
+        b.add_json(&e["resource"].to_string(), "draft", None);
+        drafts.push(format!(
+            "MedicationRequest/{}",
+            e["resource"]["id"].as_str().unwrap()
+        ));
+    }
+    let mut record = b.finish().unwrap();
+    for m in &mut record.medications {
+        if drafts.contains(&m.reference) {
+            m.status = Some("draft".into());
+        }
+    }
+    let tofacitinib = state.kb.drug_by_name("tofacitinib").unwrap();
+    let report = engine::assess(
+        &state.kb,
+        &record,
+        &engine::Options {
+            as_of: state.today(),
+            drugs: vec![tofacitinib],
+        },
+    );
+    let decision = serde_json::to_value(report.assessments[0].decision).unwrap();
+    let expected = format!(
+        "data-drug=\"tofacitinib\" data-decision=\"{}\"",
+        decision.as_str().unwrap()
+    );
+    assert!(page.body.contains(&expected), "{expected}");
 }
 
 // ---- the browser ---------------------------------------------------------------------------

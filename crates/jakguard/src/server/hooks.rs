@@ -221,7 +221,8 @@ async fn answer(
         return Ok(Json(CdsResponse::default()).into_response());
     }
 
-    let record = build_record(&state, &req, prefetched, &service.prefetch, &patient_id).await?;
+    let (record, fetched) =
+        build_record(&state, &req, prefetched, &service.prefetch, &patient_id).await?;
     let kb = &state.kb;
     let drugs: Vec<DrugId> = if order_hook {
         drafts.iter().map(|d| d.drug).collect()
@@ -266,7 +267,11 @@ async fn answer(
     audit(&state, &id, &req, &patient_id, 200, entries);
     if !cards.is_empty() {
         // The full assessment (both drugs) in the web app; rendered only if the link is opened.
-        let url = crate::web::assessment_link(&state, record, as_of);
+        let url = if fetched {
+            crate::web::assessment_link(&state, record, as_of)
+        } else {
+            crate::web::request_link(&state, body.clone(), as_of)
+        };
         for c in &mut cards {
             c.links.push(super::cds::Link {
                 label: "Full JAKGuard assessment and checklist".into(),
@@ -306,14 +311,15 @@ fn audit(
 }
 
 /// The patient's record from the prefetch, the FHIR server for what is missing, and the
-/// draft orders (which count as orders being written, not as drugs being taken).
+/// draft orders (which count as orders being written, not as drugs being taken). The flag
+/// says whether anything was fetched (then the request alone no longer gives the record).
 async fn build_record(
     state: &AppState,
     req: &HookRequest,
     prefetched: Option<Prefetched>,
     templates: &BTreeMap<String, String>,
     patient_id: &str,
-) -> Result<engine::record::Record, AppError> {
+) -> Result<(engine::record::Record, bool), AppError> {
     let mut missing = vec![];
     let mut b = match prefetched {
         Some(Prefetched { builder, keys }) => {
@@ -333,7 +339,8 @@ async fn build_record(
             b
         }
     };
-    if !missing.is_empty() {
+    let fetched = !missing.is_empty();
+    if fetched {
         let Some(server) = &req.fhir_server else {
             let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
             return Err(AppError::PreconditionFailed(format!(
@@ -356,6 +363,44 @@ async fn build_record(
             }
         }
     }
+    Ok((finish_record(b, req, patient_id)?, fetched))
+}
+
+/// The record of a hook request whose prefetch was complete, read again from its body: the
+/// card link keeps the request's bytes (already in memory, freed in one piece) rather than
+/// the record built from them, and rebuilds it only if someone opens the link.
+pub fn record_from_request(body: &[u8]) -> Option<engine::record::Record> {
+    let (req, b) = match read_request_one_pass(body, |_| true) {
+        Some(OnePass {
+            request,
+            prefetch: Some(p),
+        }) => (request, p.builder),
+        _ => {
+            let req: HookRequest = serde_json::from_slice(body).ok()?;
+            let mut b = RecordBuilder::new();
+            for (key, raw) in req.prefetch.iter().flatten() {
+                if raw.get().trim() != "null" {
+                    b.add_json(raw.get(), &format!("prefetch.{key}"), None);
+                }
+            }
+            (req, b)
+        }
+    };
+    let patient_id = req
+        .context
+        .get("patientId")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    finish_record(b, &req, &patient_id).ok()
+}
+
+/// Adds the draft orders (as orders being written) and finishes the record.
+fn finish_record(
+    mut b: RecordBuilder,
+    req: &HookRequest,
+    patient_id: &str,
+) -> Result<engine::record::Record, AppError> {
     let mut drafts = vec![];
     if let Some(entries) = req
         .context

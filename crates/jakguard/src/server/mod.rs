@@ -12,7 +12,7 @@ pub mod cds;
 pub mod discovery;
 mod feedback;
 mod fhir_client;
-mod hooks;
+pub(crate) mod hooks;
 
 use crate::config::Config;
 use crate::store::Store;

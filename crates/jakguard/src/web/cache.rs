@@ -21,8 +21,20 @@ pub const MAX_ENTRIES: usize = 1000;
 /// What a link opens: the record and the date it was assessed for.
 #[derive(Clone)]
 pub struct Cached {
-    pub record: Arc<Record>,
+    pub held: Held,
     pub as_of: NaiveDate,
+}
+
+/// What is kept for a link.
+#[derive(Clone)]
+pub enum Held {
+    /// A record built from an upload, a form, or a hook request plus data fetched from the
+    /// EHR's FHIR server.
+    Record(Arc<Record>),
+    /// The bytes of a CDS Hooks request whose prefetch held the whole record: the hook path
+    /// pays nothing to keep them (the buffer is shared, not copied) and they are freed in
+    /// one piece; the record is rebuilt only if the link is opened.
+    HookRequest(axum::body::Bytes),
 }
 
 struct Entry {
@@ -62,10 +74,21 @@ impl AssessmentCache {
     /// Keeps `record` and returns its new unguessable id. Cheap (no rendering, no clone of
     /// the record), so the CDS Hooks fast path can call it.
     pub fn insert(&self, record: Record, as_of: NaiveDate) -> String {
+        self.keep(Held::Record(Arc::new(record)), as_of)
+    }
+
+    pub fn insert_request(&self, body: axum::body::Bytes, as_of: NaiveDate) -> String {
+        self.keep(Held::HookRequest(body), as_of)
+    }
+
+    fn keep(&self, held: Held, as_of: NaiveDate) -> String {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let now = Instant::now();
         // A poisoned lock only means another request panicked mid-insert; the map is still
         // a valid map, so keep serving.
+        // Evicted records are freed after the lock is released: freeing thousands of small
+        // allocations under the lock would hold up every other hook request.
+        let mut evicted = vec![];
         let mut e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         // Forget what has expired, then the oldest while full: nothing outlives the TTL.
         while let Some(oldest) = e.order.front().cloned() {
@@ -77,19 +100,18 @@ impl AssessmentCache {
                 break;
             }
             e.order.pop_front();
-            e.by_id.remove(&oldest);
+            evicted.extend(e.by_id.remove(&oldest));
         }
         e.by_id.insert(
             id.clone(),
             Entry {
-                cached: Cached {
-                    record: Arc::new(record),
-                    as_of,
-                },
+                cached: Cached { held, as_of },
                 created: now,
             },
         );
         e.order.push_back(id.clone());
+        drop(e);
+        drop(evicted);
         id
     }
 

@@ -5,7 +5,7 @@
 //! (never to disk, never to the log) and the browser is redirected to its unguessable link,
 //! the same view the CDS Hooks cards link to. The assessment runs when the page is opened.
 
-use super::cache::Cached;
+use super::cache::{Cached, Held};
 use super::render;
 use super::view::{Source, sources_out};
 use crate::render::{decision_label, decision_text, phase_text};
@@ -66,6 +66,17 @@ pub const DEMOS: &[Demo] = &[
 /// (for CDS Hooks cards). Cheap: nothing is rendered until the link is opened.
 pub fn assessment_link(state: &AppState, record: Record, as_of: NaiveDate) -> String {
     let id = state.assessments.insert(record, as_of);
+    link(state, &id)
+}
+
+/// The link for a CDS Hooks request whose prefetch held the whole record: the request's
+/// bytes are kept, and the record is rebuilt from them only when the link is opened.
+pub fn request_link(state: &AppState, body: axum::body::Bytes, as_of: NaiveDate) -> String {
+    let id = state.assessments.insert_request(body, as_of);
+    link(state, &id)
+}
+
+fn link(state: &AppState, id: &str) -> String {
     format!(
         "{}/clinician/assessment/{id}",
         state.config.public_url.trim_end_matches('/')
@@ -586,10 +597,14 @@ fn open(state: &AppState, id: &str) -> Option<Report> {
         return None;
     }
     let cached: Cached = state.assessments.get(id)?;
+    let record = match &cached.held {
+        Held::Record(r) => Arc::clone(r),
+        Held::HookRequest(body) => Arc::new(crate::server::hooks::record_from_request(body)?),
+    };
     let kb = &state.kb;
     Some(engine::assess(
         kb,
-        &cached.record,
+        &record,
         &engine::Options {
             as_of: cached.as_of,
             drugs: (0..kb.drugs.len()).collect(),

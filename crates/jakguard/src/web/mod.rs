@@ -32,7 +32,7 @@ use std::sync::Arc;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use cache::AssessmentCache;
-pub use clinician::assessment_link;
+pub use clinician::{assessment_link, request_link};
 pub use questionnaire::{FhirQuestionnaire, fhir_questionnaire};
 
 /// Content-Security-Policy of every HTML page: our own styles and scripts only, no inline
