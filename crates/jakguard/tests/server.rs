@@ -695,6 +695,31 @@ fn assemble(body: &[u8], replace: Option<(&str, &str)>, with_prefetch: bool) -> 
     )
 }
 
+/// Truncated and byte-flipped requests: the one-pass reader gives up (`None`) or reads
+/// something, and never panics; what it reads the careful reading accepts too.
+#[test]
+fn the_one_pass_reader_survives_truncated_and_corrupted_requests() {
+    let body = std::fs::read(root().join("bench/order-sign-50.json")).unwrap();
+    let mut taken = 0;
+    for cut in (0..body.len()).step_by(61) {
+        if one_pass_record(&body[..cut]).is_some() {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 0, "a truncated request was read as complete");
+    let mut read = 0;
+    for (i, pos) in (0..body.len()).step_by(211).enumerate() {
+        let mut b = body.clone();
+        b[pos] = [b'"', b'{', b']', b'x', 0xff, b'0'][i % 6];
+        if let Some((fast, _)) = one_pass_record(&b) {
+            let careful = careful_record(&b).expect("the careful reading accepts it too");
+            assert_eq!(format!("{fast:?}"), format!("{careful:?}"), "byte {pos}");
+            read += 1;
+        }
+    }
+    assert!(read > 0, "some corruptions (inside a string) still read");
+}
+
 /// A draft order for another drug: the one-pass reader skips the prefetch when the context
 /// says so, and reads it when the context comes after it (it cannot know in time).
 #[test]
