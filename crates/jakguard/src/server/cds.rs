@@ -150,6 +150,24 @@ pub struct Prefetched {
     pub keys: Vec<String>,
 }
 
+impl Prefetched {
+    /// The careful reading of a request's prefetch: each raw value parsed on its own, so a
+    /// bad one is reported with its path and the others still count. Reads every key, as the
+    /// one-pass reader does, so both readings give the same record.
+    pub fn from_raw(req: &HookRequest) -> Prefetched {
+        let mut builder = RecordBuilder::new();
+        let mut keys = vec![];
+        for (key, raw) in req.prefetch.iter().flatten() {
+            // `null`: the EHR has no data for this key (present, nothing to read).
+            if raw.get().trim() != "null" {
+                builder.add_json(raw.get(), &format!("prefetch.{key}"), None);
+            }
+            keys.push(key.clone());
+        }
+        Prefetched { builder, keys }
+    }
+}
+
 /// Reads a hook request and its prefetch resources in one pass over the body, rather than
 /// cutting out each prefetch value's text and parsing it a second time. When the context
 /// comes before the prefetch (as EHRs write it) and `wanted(context)` is false — the draft

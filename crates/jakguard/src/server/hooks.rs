@@ -320,25 +320,14 @@ async fn build_record(
     templates: &BTreeMap<String, String>,
     patient_id: &str,
 ) -> Result<(engine::record::Record, bool), AppError> {
-    let mut missing = vec![];
-    let mut b = match prefetched {
-        Some(Prefetched { builder, keys }) => {
-            missing.extend(templates.iter().filter(|(k, _)| !keys.contains(k)));
-            builder
-        }
-        None => {
-            let mut b = RecordBuilder::new();
-            for (key, template) in templates {
-                match req.prefetch.as_ref().and_then(|p| p.get(key)) {
-                    // `null`: the EHR has no data for this key.
-                    Some(raw) if raw.get().trim() == "null" => {}
-                    Some(raw) => b.add_json(raw.get(), &format!("prefetch.{key}"), None),
-                    None => missing.push((key, template)),
-                }
-            }
-            b
-        }
-    };
+    let Prefetched {
+        builder: mut b,
+        keys,
+    } = prefetched.unwrap_or_else(|| Prefetched::from_raw(req));
+    let missing: Vec<_> = templates
+        .iter()
+        .filter(|(k, _)| !keys.contains(k))
+        .collect();
     let fetched = !missing.is_empty();
     if fetched {
         let Some(server) = &req.fhir_server else {
@@ -377,12 +366,7 @@ pub fn record_from_request(body: &[u8]) -> Option<engine::record::Record> {
         }) => (request, p.builder),
         _ => {
             let req: HookRequest = serde_json::from_slice(body).ok()?;
-            let mut b = RecordBuilder::new();
-            for (key, raw) in req.prefetch.iter().flatten() {
-                if raw.get().trim() != "null" {
-                    b.add_json(raw.get(), &format!("prefetch.{key}"), None);
-                }
-            }
+            let b = Prefetched::from_raw(&req).builder;
             (req, b)
         }
     };
