@@ -41,6 +41,24 @@ fn mark(f: &Finding) -> &'static str {
     }
 }
 
+/// The data-needed findings grouped by what to order (the action), each with what it
+/// gives: the first thing a clinician acts on. Shared by the text report and the web view.
+pub fn orders_needed(a: &Assessment) -> Vec<(String, Vec<String>)> {
+    let mut orders: Vec<(String, Vec<String>)> = vec![];
+    for f in a
+        .findings
+        .iter()
+        .filter(|f| f.rule.starts_with("data-needed."))
+    {
+        let what = f.title.trim_start_matches("Data needed: ").to_string();
+        match orders.iter_mut().find(|(o, _)| *o == f.action) {
+            Some((_, w)) => w.push(what),
+            None => orders.push((f.action.clone(), vec![what])),
+        }
+    }
+    orders
+}
+
 pub fn phase_text(a: &Assessment) -> String {
     match (a.phase, a.treatment_start) {
         ("on-treatment", Some(d)) => format!("on treatment since {d}"),
@@ -103,19 +121,7 @@ pub fn text(r: &Report, out: &mut impl Write) -> io::Result<()> {
             )?,
             None => writeln!(out, "  Dose: none — do not start")?,
         }
-        // Data needed, grouped by what to order: the first thing a clinician acts on.
-        let mut orders: Vec<(String, Vec<String>)> = vec![];
-        for f in a
-            .findings
-            .iter()
-            .filter(|f| f.rule.starts_with("data-needed."))
-        {
-            let what = f.title.trim_start_matches("Data needed: ").to_string();
-            match orders.iter_mut().find(|(o, _)| *o == f.action) {
-                Some((_, w)) => w.push(what),
-                None => orders.push((f.action.clone(), vec![what])),
-            }
-        }
+        let orders = orders_needed(a);
         if !orders.is_empty() {
             writeln!(out, "  {MAGENTA}Data needed — order or record:{MAGENTA:#}")?;
             for (order, whats) in &orders {

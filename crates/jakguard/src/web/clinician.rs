@@ -489,19 +489,7 @@ fn drug_views(r: &Report) -> Vec<DrugView> {
     r.assessments
         .iter()
         .map(|a| {
-            // Data needed, grouped by what to order: the first thing a clinician acts on.
-            let mut orders: Vec<(String, Vec<String>)> = vec![];
-            for f in a
-                .findings
-                .iter()
-                .filter(|f| f.rule.starts_with("data-needed."))
-            {
-                let what = f.title.trim_start_matches("Data needed: ").to_string();
-                match orders.iter_mut().find(|(o, _)| *o == f.action) {
-                    Some((_, w)) => w.push(what),
-                    None => orders.push((f.action.clone(), vec![what])),
-                }
-            }
+            let orders = crate::render::orders_needed(a);
             let findings = a
                 .findings
                 .iter()
