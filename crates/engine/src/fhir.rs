@@ -1379,6 +1379,13 @@ impl RecordBuilder {
         self.absorb(other);
     }
 
+    /// Adds a resource read by `Strict::parse`: the same as `add_json` on its text would.
+    /// `location` is formatted only if a message needs it.
+    pub fn add_strict(&mut self, resource: Strict, location: &dyn Display) {
+        self.resource_count += 1;
+        self.push_typed(resource.0, location, None);
+    }
+
     /// Drops the observations `keep` rejects (the input problems found while reading them
     /// stay, so the report still shows them). For batch readers that must not hold every
     /// vital sign of millions of patients in memory.
@@ -1389,6 +1396,61 @@ impl RecordBuilder {
                 self.observations.push(subject, item);
             }
         }
+    }
+}
+
+/// One resource read in a single strict pass and not yet added, so that a batch reader can
+/// see who it is about before deciding to keep it (`RecordBuilder::add_strict`).
+pub struct Strict(Typed);
+
+impl Strict {
+    /// Reads `raw`: a JSON object whose first member is `resourceType`, of a type the rules
+    /// read, without any syntax or type error. `None` on anything else: the careful
+    /// `add_json` must read it then, and explain the problem.
+    pub fn parse(raw: &str) -> Option<Strict> {
+        let kind = Kind::of(peek_resource_type(raw)?);
+        if matches!(kind, Kind::Bundle | Kind::Other) {
+            return None;
+        }
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let typed = typed(kind, &mut de).ok()?;
+        de.end().ok()?;
+        Some(Strict(typed))
+    }
+
+    /// The FHIR resource type.
+    pub fn resource_type(&self) -> &'static str {
+        match &self.0 {
+            Typed::Patient(_) => "Patient",
+            Typed::Observation(_) => "Observation",
+            Typed::Condition(_) => "Condition",
+            Typed::MedicationUse(_, src) => match src {
+                MedicationSource::Request => "MedicationRequest",
+                MedicationSource::Statement => "MedicationStatement",
+                MedicationSource::Administration => "MedicationAdministration",
+                MedicationSource::Dispense => "MedicationDispense",
+            },
+            Typed::Medication(_) => "Medication",
+            Typed::Immunization(_) => "Immunization",
+            Typed::Allergy(_) => "AllergyIntolerance",
+            Typed::QuestionnaireResponse(_) => "QuestionnaireResponse",
+            Typed::Other => "",
+        }
+    }
+
+    /// The patient reference as written (`subject.reference`, or `patient.reference` for
+    /// Immunization and AllergyIntolerance); `None` for Patient and Medication resources.
+    pub fn subject(&self) -> Option<&str> {
+        let r = match &self.0 {
+            Typed::Observation(w) => &w.subject,
+            Typed::Condition(w) => &w.subject,
+            Typed::MedicationUse(w, _) => &w.subject,
+            Typed::Immunization(w) => &w.patient,
+            Typed::Allergy(w) => &w.patient,
+            Typed::QuestionnaireResponse(w) => &w.subject,
+            Typed::Patient(_) | Typed::Medication(_) | Typed::Other => return None,
+        };
+        r.as_ref()?.reference.as_deref()
     }
 }
 
@@ -1406,6 +1468,48 @@ mod tests {
             peek_resource_type(r#"{"id": "1", "resourceType": "Claim"}"#),
             None
         );
+    }
+
+    #[test]
+    fn the_strict_reading_adds_what_the_careful_one_would_and_refuses_the_rest() {
+        let patient = r#"{"resourceType":"Patient","id":"p","birthDate":"1970-01-01"}"#;
+        let good = [
+            r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"731-0"}]},"subject":{"reference":"Patient/p"},"effectiveDateTime":"2026-01-02","valueQuantity":{"value":1.2,"unit":"10*3/uL"}}"#,
+            r#"{"resourceType":"Observation","id":"bp","code":{"text":"BP"},"subject":{"reference":"Patient/p"},"effectiveDateTime":"not a date","component":[{"code":{"text":"sys"},"valueQuantity":{"value":120}}]}"#,
+            r#"{"resourceType":"Condition","id":"c","code":{"text":"AS"},"subject":{"reference":"Patient/p"},"onsetDateTime":"2020"}"#,
+            r#"{"resourceType":"Immunization","id":"i","vaccineCode":{"text":"zoster"},"patient":{"reference":"Patient/p"},"occurrenceDateTime":"2025-05-05"}"#,
+        ];
+        let mut careful = RecordBuilder::new();
+        let mut strict = RecordBuilder::new();
+        careful.add_json(patient, "Patient.ndjson:1", None);
+        strict.add_json(patient, "Patient.ndjson:1", None);
+        for (i, raw) in good.iter().enumerate() {
+            let at = format!("x.ndjson:{i}");
+            careful.add_json(raw, &at, None);
+            let r = Strict::parse(raw).expect("strictly readable");
+            assert_eq!(r.subject(), Some("Patient/p"));
+            strict.add_strict(r, &at);
+        }
+        let (a, b) = (careful.finish().unwrap(), strict.finish().unwrap());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        // The unreadable date is an input issue either way, not a refusal.
+        assert!(!b.issues.is_empty());
+        assert_eq!(
+            Strict::parse(good[0]).map(|r| r.resource_type()),
+            Some("Observation")
+        );
+
+        for refused in [
+            r#"{"id":"o","resourceType":"Observation"}"#,
+            r#"{"resourceType":"Observation","id":"o","valueQuantity":{"value":"high"}}"#,
+            r#"{"resourceType":"Observation","id":"o"} trailing"#,
+            r#"{"resourceType":"Observation","id":"o""#,
+            r#"{"resourceType":"Claim","id":"c"}"#,
+            r#"{"resourceType":"Bundle","entry":[]}"#,
+            r#"{"resourceType":"Observation","id":"o","id":"p"}"#,
+        ] {
+            assert!(Strict::parse(refused).is_none(), "{refused}");
+        }
     }
 
     #[test]

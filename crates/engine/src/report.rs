@@ -90,15 +90,74 @@ pub struct Finding {
     pub needed_by: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A citation as reports give it. Built once per knowledge base; its JSON is written once
+/// then and copied into every report (a population screen writes it millions of times).
+#[derive(Debug, Clone)]
 pub struct CitationOut {
     pub id: String,
     pub short: String,
     pub source: String,
     pub section: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     pub verified: bool,
+    json: Box<serde_json::value::RawValue>,
+}
+
+/// The fields of `CitationOut` as they appear in JSON.
+#[derive(Serialize)]
+struct CitationFields<'a> {
+    id: &'a str,
+    short: &'a str,
+    source: &'a str,
+    section: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    verified: bool,
+}
+
+impl CitationOut {
+    pub fn new(
+        id: String,
+        short: String,
+        source: String,
+        section: String,
+        url: Option<String>,
+        verified: bool,
+    ) -> Self {
+        let fields = CitationFields {
+            id: &id,
+            short: &short,
+            source: &source,
+            section: &section,
+            url: url.as_deref(),
+            verified,
+        };
+        // Serialising plain strings and a bool cannot fail; `null` would only show a bug.
+        let json = serde_json::value::to_raw_value(&fields).unwrap_or_default();
+        CitationOut {
+            id,
+            short,
+            source,
+            section,
+            url,
+            verified,
+            json,
+        }
+    }
+}
+
+impl PartialEq for CitationOut {
+    fn eq(&self, other: &Self) -> bool {
+        self.json.get() == other.json.get()
+    }
+}
+
+impl Eq for CitationOut {}
+
+impl Serialize for CitationOut {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(s)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]

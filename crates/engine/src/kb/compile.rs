@@ -835,14 +835,14 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
     let citations_out = citations
         .iter()
         .map(|c| {
-            std::sync::Arc::new(crate::report::CitationOut {
-                id: c.id.clone(),
-                short: c.short.clone(),
-                source: c.source.clone(),
-                section: c.section.clone(),
-                url: c.url.clone(),
-                verified: c.verified,
-            })
+            std::sync::Arc::new(crate::report::CitationOut::new(
+                c.id.clone(),
+                c.short.clone(),
+                c.source.clone(),
+                c.section.clone(),
+                c.url.clone(),
+                c.verified,
+            ))
         })
         .collect();
     Ok(Knowledge {

@@ -191,6 +191,59 @@ pub fn read<'a>(bytes: &'a [u8], file_type: &str, patients: Option<&PatientIndex
     }
 }
 
+/// A guess, from the bytes alone, at the patient a line is about: the first
+/// `"subject":{"reference":"…"}` (or `"patient":…`) written without spaces, as exporters
+/// write it. Only a guess (it may be a nested member): it decides whether a line is worth
+/// the engine's full reading straight away, and `read_strict` then checks the real one.
+pub struct QuickSubject {
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl QuickSubject {
+    /// For the resource types read strictly in one pass: those that name their patient and
+    /// need nothing else from the export (orders may point to a Medication resource).
+    pub fn for_type(file_type: &str) -> Option<QuickSubject> {
+        if file_type.starts_with("Medication") {
+            return None;
+        }
+        let needle: &'static [u8] = match patient_field(file_type)? {
+            PatientField::Subject => b"\"subject\":{\"reference\":\"",
+            PatientField::Patient => b"\"patient\":{\"reference\":\"",
+        };
+        Some(QuickSubject {
+            finder: memchr::memmem::Finder::new(needle),
+        })
+    }
+
+    pub fn patient(&self, line: &[u8], patients: &PatientIndex) -> Option<u32> {
+        let start = self.finder.find(line)? + self.finder.needle().len();
+        let rest = &line[start..];
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        patients.resolve(std::str::from_utf8(&rest[..end]).ok()?)
+    }
+}
+
+/// The engine's strict one-pass reading of a line of `file_type` resources: the resource
+/// and the patient of the export it names. `None` when the line needs the careful reading:
+/// not UTF-8, not valid, another type, no patient reference, or one that names no patient
+/// of the export (the careful reading says which, as a bad line).
+pub fn read_strict(
+    bytes: &[u8],
+    file_type: &str,
+    patients: &PatientIndex,
+) -> Option<(u32, engine::fhir::Strict)> {
+    let json = std::str::from_utf8(bytes).ok()?;
+    let resource = engine::fhir::Strict::parse(json)?;
+    if resource.resource_type() != file_type {
+        return None;
+    }
+    let patient = patients.resolve(resource.subject()?)?;
+    Some((patient, resource))
+}
+
 /// A serde_json error as a reason without the offending value.
 fn json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
@@ -220,6 +273,41 @@ mod tests {
         assert_eq!(patient_id_of("Group/p1"), None);
         assert_eq!(patient_id_of("p1"), None);
         assert_eq!(patient_id_of("Patient/"), None);
+    }
+
+    #[test]
+    fn the_quick_guess_only_chooses_the_path_and_the_real_subject_decides() {
+        let mut ix = PatientIndex::default();
+        ix.insert("p1");
+        ix.insert("p2");
+        let quick = QuickSubject::for_type("Observation").expect("observations name a subject");
+        assert!(QuickSubject::for_type("MedicationRequest").is_none());
+        assert!(QuickSubject::for_type("Patient").is_none());
+        // A nested reference comes first: the guess is p2, the resource is about p1.
+        let nested = br#"{"resourceType":"Observation","contained":[{"resourceType":"Observation","subject":{"reference":"Patient/p2"}}],"subject":{"reference":"Patient/p1"},"code":{"text":"x"}}"#;
+        assert_eq!(quick.patient(nested, &ix), Some(1));
+        let (p, r) = read_strict(nested, "Observation", &ix).expect("valid");
+        assert_eq!((p, r.subject()), (0, Some("Patient/p1")));
+        // Spaces, escapes or no subject: no guess, so the careful path reads the line.
+        assert_eq!(
+            quick.patient(br#"{"subject": {"reference": "Patient/p1"}}"#, &ix),
+            None
+        );
+        assert_eq!(
+            quick.patient(br#"{"subject":{"reference":"Patient\/p1"}}"#, &ix),
+            None
+        );
+        assert_eq!(
+            quick.patient(br#"{"resourceType":"Observation"}"#, &ix),
+            None
+        );
+        // A strict reading of the wrong type, an unknown patient or bad JSON is refused.
+        let line = br#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#;
+        assert!(read_strict(line, "Condition", &ix).is_none());
+        assert!(read_strict(line, "Observation", &ix).is_some());
+        let unknown = br#"{"resourceType":"Observation","subject":{"reference":"Patient/zz"}}"#;
+        assert!(read_strict(unknown, "Observation", &ix).is_none());
+        assert!(read_strict(&line[..line.len() - 1], "Observation", &ix).is_none());
     }
 
     #[test]

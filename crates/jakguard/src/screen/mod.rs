@@ -10,8 +10,9 @@
 //! 3. every file is read once more; the resources the assessment reads that are about a
 //!    cohort patient go into that patient's `RecordBuilder` (observations no lab reads are
 //!    dropped at once), every other line is only checked;
-//! 4. the cohort is assessed in parallel, in batches, in patient-id order, and each report is
-//!    written as one line of `screen-results.ndjson` while the summary figures accumulate.
+//! 4. the cohort is assessed on every core in patient-id order (`pipeline::ordered`), and each
+//!    report is written as one line of `screen-results.ndjson` while the summary figures
+//!    accumulate and the next patients are assessed.
 //!
 //! Memory is therefore bounded by the number of patients (their ids, and the kept resources
 //! of the cohort), not by the size of the files. Bad lines are counted, reported with file
@@ -21,6 +22,7 @@ mod cohort;
 mod export;
 mod html;
 mod line;
+mod pipeline;
 mod reader;
 mod tally;
 
@@ -30,7 +32,6 @@ use engine::fhir::RecordBuilder;
 use engine::{Knowledge, Options};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use line::{Line, PatientIndex};
-use rayon::prelude::*;
 use reader::Chunk;
 use std::collections::HashMap;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -42,9 +43,6 @@ pub use export::{Export, ExportFile};
 
 /// How many bad lines are printed on standard error (all are in `screen-bad-lines.txt`).
 const BAD_LINES_SHOWN: usize = 20;
-/// Patients assessed per parallel batch: large enough to keep every core busy, small
-/// enough that only a batch of reports is in memory at once.
-const ASSESS_BATCH: usize = 2048;
 
 /// What to screen and where to write.
 #[derive(Debug, Clone)]
@@ -341,25 +339,24 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     } else {
         ProgressBar::hidden()
     };
-    for batch in order.chunks(ASSESS_BATCH) {
-        let work: Vec<(&str, RecordBuilder)> = batch
+    let builders = &mut builders;
+    pipeline::ordered(
+        rayon::current_num_threads(),
+        order
             .iter()
-            .map(|(id, i)| (*id, builders.remove(i).unwrap_or_default()))
-            .collect();
-        let done: Vec<(String, Option<PatientFigures>)> = work
-            .into_par_iter()
-            .map(|(id, b)| assess_one(kb, &opts, id, b))
-            .collect();
-        for ((id, _), (json, figures)) in batch.iter().zip(done) {
+            .map(|(id, i)| (*id, builders.remove(i).unwrap_or_default())),
+        |(id, b)| (id, assess_one(kb, &opts, id, b)),
+        |(id, (json, figures))| -> anyhow::Result<()> {
             results.write_all(json.as_bytes())?;
             results.write_all(b"\n")?;
             match figures {
                 Some(f) => tally.add(id, f),
                 None => tally.not_assessed += 1,
             }
-        }
-        bar.inc(batch.len() as u64);
-    }
+            bar.inc(1);
+            Ok(())
+        },
+    )?;
     results.flush()?;
     bar.finish_and_clear();
     split(3);
@@ -430,7 +427,23 @@ fn read_chunk(
         builders: vec![],
     };
     let mut local: HashMap<u32, RecordBuilder> = HashMap::new();
+    let quick = line::QuickSubject::for_type(ty);
     for (n, bytes) in chunk.lines() {
+        // Most lines of a cohort patient are read once, by the engine, here; every other
+        // line goes the careful way below (head, then the engine's forgiving reading).
+        if let Some(quick) = &quick
+            && let Some(p) = quick.patient(bytes, patients)
+            && in_cohort[p as usize]
+            && let Some((p, resource)) = line::read_strict(bytes, ty, patients)
+        {
+            part.resources += 1;
+            // The guess can be wrong (a nested reference): the real patient counts.
+            if in_cohort[p as usize] {
+                let at = LineAt { file, line: n };
+                local.entry(p).or_default().add_strict(resource, &at);
+            }
+            continue;
+        }
         let l = line::read(bytes, ty, Some(patients));
         if !matches!(l, Line::Blank | Line::Bad(_)) {
             part.resources += 1;
@@ -475,6 +488,18 @@ fn read_chunk(
         part.builders.push((p, b));
     }
     part
+}
+
+/// `file:line`, formatted only if a message names it.
+struct LineAt<'a> {
+    file: &'a str,
+    line: u64,
+}
+
+impl std::fmt::Display for LineAt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
 }
 
 /// One patient's result line and figures (none when the record could not be built).

@@ -1,18 +1,19 @@
 //! Streaming one NDJSON file (plain or gzip) as chunks of whole lines, processed in parallel
 //! and merged in file order.
 //!
-//! A reader thread decompresses and cuts the file into chunks of about `CHUNK_BYTES` that end
-//! at a newline (a longer line makes a longer chunk), numbering lines as it goes. The caller's
-//! `work` runs on a batch of chunks in parallel (rayon); `merge` then sees the results one
-//! by one in file order, so whatever it builds is the same for any number of threads. Memory
-//! holds a few batches, never the file.
+//! The source thread of an ordered pipeline (`pipeline::ordered`) decompresses and cuts the
+//! file into chunks of about `CHUNK_BYTES` that end at a newline (a longer line makes a longer
+//! chunk), numbering lines as it goes. The caller's `work` runs on the chunks on every core;
+//! `merge` sees the results one by one in file order while the next chunks are worked on, so
+//! whatever it builds is the same for any number of threads. Chunk buffers go back to the
+//! source once merged and are read into again: memory holds a few chunks, never the file.
 
 use super::export::ExportFile;
+use super::pipeline;
 use flate2::read::MultiGzDecoder;
 use indicatif::ProgressBar;
-use rayon::prelude::*;
 use std::io::{self, BufReader, Read};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, channel};
 
 const CHUNK_BYTES: usize = 4 << 20;
 
@@ -27,9 +28,18 @@ impl Chunk {
     /// The lines with their numbers, without the line ending.
     pub fn lines(&self) -> impl Iterator<Item = (u64, &[u8])> {
         let body = self.data.strip_suffix(b"\n").unwrap_or(&self.data);
-        body.split(|b| *b == b'\n').enumerate().map(|(i, l)| {
-            let l = l.strip_suffix(b"\r").unwrap_or(l);
-            (self.first_line + i as u64, l)
+        let mut start = 0usize;
+        let mut number = self.first_line;
+        std::iter::from_fn(move || {
+            if start > body.len() {
+                return None;
+            }
+            let rest = &body[start..];
+            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            let line = &rest[..end];
+            start += end + 1;
+            number += 1;
+            Some((number - 1, line.strip_suffix(b"\r").unwrap_or(line)))
         })
     }
 }
@@ -53,47 +63,27 @@ pub fn for_each_chunk<R, E>(
 where
     R: Send,
 {
-    let batch_size = 2 * rayon::current_num_threads().max(1);
-    std::thread::scope(|scope| {
-        let (tx, rx) = sync_channel::<Result<Chunk, ReadFailure>>(batch_size);
-        let bar = progress.clone();
-        scope.spawn(move || read_chunks(file, bar, tx));
-        let mut failure = None;
-        let mut batch: Vec<Chunk> = Vec::with_capacity(batch_size);
-        loop {
-            let done = fill(&rx, &mut batch, batch_size, &mut failure);
-            let results: Vec<R> = batch.par_iter().map(&work).collect();
-            batch.clear();
-            for r in results {
-                merge(r)?;
-            }
-            if done {
-                break;
-            }
+    let (pool_tx, pool_rx) = channel::<Vec<u8>>();
+    let mut chunks = match ChunkReader::open(file, progress.clone(), pool_rx) {
+        Ok(c) => c,
+        Err(error) => {
+            return Ok(Some(ReadFailure {
+                after_line: 0,
+                error,
+            }));
         }
-        // Dropping `rx` here (end of scope) stops the reader should it still run.
-        Ok(failure)
-    })
-}
-
-/// Takes up to `n` chunks; true when the file is finished.
-fn fill(
-    rx: &Receiver<Result<Chunk, ReadFailure>>,
-    batch: &mut Vec<Chunk>,
-    n: usize,
-    failure: &mut Option<ReadFailure>,
-) -> bool {
-    while batch.len() < n {
-        match rx.recv() {
-            Ok(Ok(c)) => batch.push(c),
-            Ok(Err(f)) => {
-                *failure = Some(f);
-                return true;
-            }
-            Err(_) => return true,
-        }
-    }
-    false
+    };
+    pipeline::ordered(
+        rayon::current_num_threads(),
+        &mut chunks,
+        |chunk: Chunk| (work(&chunk), chunk.data),
+        |(result, buffer)| {
+            // The reader is gone once the file is read; the buffer is then simply freed.
+            let _ = pool_tx.send(buffer);
+            merge(result)
+        },
+    )?;
+    Ok(chunks.failure.take())
 }
 
 /// Counts the bytes read from disk, for the progress bar.
@@ -110,12 +100,25 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-fn read_chunks(file: &ExportFile, bar: ProgressBar, tx: SyncSender<Result<Chunk, ReadFailure>>) {
-    let mut line = 1u64;
-    let result = (|| -> io::Result<()> {
+/// A file as an iterator of chunks; stops at the end or at the first read failure, which it
+/// keeps for the caller.
+struct ChunkReader {
+    reader: Box<dyn Read + Send>,
+    /// The start of a line the previous chunk did not finish.
+    carry: Vec<u8>,
+    /// The number of the next line.
+    line: u64,
+    /// Buffers of merged chunks, to read into again.
+    pool: Receiver<Vec<u8>>,
+    failure: Option<ReadFailure>,
+    done: bool,
+}
+
+impl ChunkReader {
+    fn open(file: &ExportFile, bar: ProgressBar, pool: Receiver<Vec<u8>>) -> io::Result<Self> {
         let f = std::fs::File::open(&file.path)?;
         let counted = Counted { inner: f, bar };
-        let mut reader: Box<dyn Read> = if file.gzip {
+        let reader: Box<dyn Read + Send> = if file.gzip {
             // Multi-member: concatenated gzip files (as some exporters append) read whole.
             Box::new(MultiGzDecoder::new(BufReader::with_capacity(
                 1 << 20,
@@ -124,46 +127,71 @@ fn read_chunks(file: &ExportFile, bar: ProgressBar, tx: SyncSender<Result<Chunk,
         } else {
             Box::new(counted)
         };
-        let mut carry: Vec<u8> = vec![];
+        Ok(ChunkReader {
+            reader,
+            carry: vec![],
+            line: 1,
+            pool,
+            failure: None,
+            done: false,
+        })
+    }
+
+    fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        let mut buf = self.pool.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.append(&mut self.carry);
         loop {
-            let mut buf = std::mem::take(&mut carry);
             let start = buf.len();
             buf.resize(start + CHUNK_BYTES, 0);
-            let n = read_full(&mut reader, &mut buf[start..])?;
+            let n = read_full(&mut self.reader, &mut buf[start..])?;
             buf.truncate(start + n);
             if n == 0 {
-                if !buf.is_empty() {
-                    let _ = tx.send(Ok(Chunk {
-                        first_line: line,
-                        data: buf,
-                    }));
+                self.done = true;
+                if buf.is_empty() {
+                    return Ok(None);
                 }
-                return Ok(());
+                let chunk = Chunk {
+                    first_line: self.line,
+                    data: buf,
+                };
+                return Ok(Some(chunk));
             }
-            match memchr::memrchr(b'\n', &buf) {
-                Some(pos) => {
-                    carry = buf[pos + 1..].to_vec();
-                    buf.truncate(pos + 1);
-                    let count = memchr::memchr_iter(b'\n', &buf).count() as u64;
-                    let chunk = Chunk {
-                        first_line: line,
-                        data: buf,
-                    };
-                    line += count;
-                    if tx.send(Ok(chunk)).is_err() {
-                        return Ok(());
-                    }
-                }
-                // One line longer than a chunk: keep reading until it ends.
-                None => carry = buf,
+            // Only the part just read can hold the last newline (the carry has none).
+            if let Some(pos) = memchr::memrchr(b'\n', &buf[start..]).map(|p| start + p) {
+                self.carry.extend_from_slice(&buf[pos + 1..]);
+                buf.truncate(pos + 1);
+                let count = memchr::memchr_iter(b'\n', &buf).count() as u64;
+                let chunk = Chunk {
+                    first_line: self.line,
+                    data: buf,
+                };
+                self.line += count;
+                return Ok(Some(chunk));
+            }
+            // One line longer than a chunk: keep reading until it ends.
+        }
+    }
+}
+
+impl Iterator for ChunkReader {
+    type Item = Chunk;
+
+    fn next(&mut self) -> Option<Chunk> {
+        if self.done {
+            return None;
+        }
+        match self.next_chunk() {
+            Ok(c) => c,
+            Err(error) => {
+                self.done = true;
+                self.failure = Some(ReadFailure {
+                    after_line: self.line.saturating_sub(1),
+                    error,
+                });
+                None
             }
         }
-    })();
-    if let Err(error) = result {
-        let _ = tx.send(Err(ReadFailure {
-            after_line: line.saturating_sub(1),
-            error,
-        }));
     }
 }
 
