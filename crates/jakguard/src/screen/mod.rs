@@ -347,7 +347,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
             .map(|(id, i)| (*id, builders.remove(i).unwrap_or_default())),
         |(id, b)| (id, assess_one(kb, &opts, id, b)),
         |(id, (json, figures))| -> anyhow::Result<()> {
-            results.write_all(json.as_bytes())?;
+            results.write_all(&json)?;
             results.write_all(b"\n")?;
             match figures {
                 Some(f) => tally.add(id, f),
@@ -485,6 +485,7 @@ fn read_chunk(
         // Observations no lab reads (vital signs, surveys…) add nothing to an assessment;
         // dropping them here keeps memory to what the rules use.
         b.retain_observations(|o| !engine::facts::labs_of(kb, &o.code).is_empty());
+        b.shrink_to_fit();
         part.builders.push((p, b));
     }
     part
@@ -508,18 +509,23 @@ fn assess_one(
     opts: &Options,
     id: &str,
     builder: RecordBuilder,
-) -> (String, Option<PatientFigures>) {
+) -> (Vec<u8>, Option<PatientFigures>) {
     match builder.finish() {
         Ok(record) => {
             let report = engine::assess(kb, &record, opts);
-            let json = serde_json::to_string(&report).unwrap_or_else(|e| {
-                serde_json::json!({"patient": {"id": id}, "error": format!("cannot serialise the report: {e}")})
+            // Sized for a typical report (about 30 KB) so the text is not grown step by step.
+            let mut json = Vec::with_capacity(48 << 10);
+            if let Err(e) = serde_json::to_writer(&mut json, &report) {
+                json = serde_json::json!({"patient": {"id": id}, "error": format!("cannot serialise the report: {e}")})
                     .to_string()
-            });
+                    .into_bytes();
+            }
             (json, Some(PatientFigures::of(&report)))
         }
         Err(e) => (
-            serde_json::json!({"patient": {"id": id}, "error": e.to_string()}).to_string(),
+            serde_json::json!({"patient": {"id": id}, "error": e.to_string()})
+                .to_string()
+                .into_bytes(),
             None,
         ),
     }

@@ -6,16 +6,21 @@
 //! chunk), numbering lines as it goes. The caller's `work` runs on the chunks on every core;
 //! `merge` sees the results one by one in file order while the next chunks are worked on, so
 //! whatever it builds is the same for any number of threads. Chunk buffers go back to the
-//! source once merged and are read into again: memory holds a few chunks, never the file.
+//! source once merged (and kept for the next file) and are read into again: memory holds a
+//! few chunks, never the file.
 
 use super::export::ExportFile;
 use super::pipeline;
 use flate2::read::MultiGzDecoder;
 use indicatif::ProgressBar;
 use std::io::{self, BufReader, Read};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::Mutex;
 
 const CHUNK_BYTES: usize = 4 << 20;
+/// Chunk buffers kept for the next file: fresh multi-megabyte buffers come straight from
+/// the kernel, zeroed page by page, and would be for every file.
+const POOL_MAX: usize = 16;
+static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// Whole lines of a file: `data` ends with a newline unless it is the file's last line.
 pub struct Chunk {
@@ -63,8 +68,7 @@ pub fn for_each_chunk<R, E>(
 where
     R: Send,
 {
-    let (pool_tx, pool_rx) = channel::<Vec<u8>>();
-    let mut chunks = match ChunkReader::open(file, progress.clone(), pool_rx) {
+    let mut chunks = match ChunkReader::open(file, progress.clone()) {
         Ok(c) => c,
         Err(error) => {
             return Ok(Some(ReadFailure {
@@ -78,12 +82,28 @@ where
         &mut chunks,
         |chunk: Chunk| (work(&chunk), chunk.data),
         |(result, buffer)| {
-            // The reader is gone once the file is read; the buffer is then simply freed.
-            let _ = pool_tx.send(buffer);
+            give_back(buffer);
             merge(result)
         },
     )?;
     Ok(chunks.failure.take())
+}
+
+/// A buffer from the pool, or a new one.
+fn take_buffer() -> Vec<u8> {
+    POOL.lock()
+        .ok()
+        .and_then(|mut p| p.pop())
+        .unwrap_or_default()
+}
+
+/// Keeps a merged chunk's buffer for the next chunk (of this file or the next).
+fn give_back(buffer: Vec<u8>) {
+    if let Ok(mut pool) = POOL.lock()
+        && pool.len() < POOL_MAX
+    {
+        pool.push(buffer);
+    }
 }
 
 /// Counts the bytes read from disk, for the progress bar.
@@ -108,14 +128,12 @@ struct ChunkReader {
     carry: Vec<u8>,
     /// The number of the next line.
     line: u64,
-    /// Buffers of merged chunks, to read into again.
-    pool: Receiver<Vec<u8>>,
     failure: Option<ReadFailure>,
     done: bool,
 }
 
 impl ChunkReader {
-    fn open(file: &ExportFile, bar: ProgressBar, pool: Receiver<Vec<u8>>) -> io::Result<Self> {
+    fn open(file: &ExportFile, bar: ProgressBar) -> io::Result<Self> {
         let f = std::fs::File::open(&file.path)?;
         let counted = Counted { inner: f, bar };
         let reader: Box<dyn Read + Send> = if file.gzip {
@@ -131,14 +149,13 @@ impl ChunkReader {
             reader,
             carry: vec![],
             line: 1,
-            pool,
             failure: None,
             done: false,
         })
     }
 
     fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
-        let mut buf = self.pool.try_recv().unwrap_or_default();
+        let mut buf = take_buffer();
         buf.clear();
         buf.append(&mut self.carry);
         loop {
