@@ -8,7 +8,6 @@
 
 use super::tally::{Tally, decision_key, decision_label};
 use super::{Outcome, Settings};
-use anyhow::Context;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -28,7 +27,7 @@ pub struct Summary<'a> {
 }
 
 fn csv_writer(path: &Path) -> anyhow::Result<csv::Writer<std::fs::File>> {
-    csv::Writer::from_path(path).with_context(|| format!("cannot write `{}`", path.display()))
+    Ok(csv::Writer::from_writer(super::fresh_file(path)?))
 }
 
 pub fn write_csv(dir: &Path, s: &Summary<'_>) -> anyhow::Result<()> {
@@ -269,8 +268,7 @@ pub fn write_html(dir: &Path, s: &Summary<'_>) -> anyhow::Result<()> {
     h.push_str("</section>\n</main>\n</body>\n</html>\n");
 
     let path = dir.join("screen-report.html");
-    let mut f = std::fs::File::create(&path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    let mut f = super::fresh_file(&path)?;
     f.write_all(h.as_bytes())?;
     Ok(())
 }

@@ -80,10 +80,11 @@ pub enum Line<'a> {
     Other,
 }
 
-/// The export's patients: id → dense index.
+/// The export's patients: id → dense index. Hashed with foldhash (fast, and seeded per
+/// process, so ids crafted to collide cannot slow the run down).
 #[derive(Default)]
 pub struct PatientIndex {
-    by_id: HashMap<Box<str>, u32>,
+    by_id: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     pub ids: Vec<Box<str>>,
 }
 
@@ -113,6 +114,13 @@ impl PatientIndex {
 
 /// The id inside a patient reference, if it has the shape of one.
 pub fn patient_id_of(reference: &str) -> Option<&str> {
+    // The usual form first, without searching the string for its last slash.
+    if let Some(id) = reference.strip_prefix("Patient/")
+        && !id.is_empty()
+        && !id.contains('/')
+    {
+        return Some(id);
+    }
     if let Some(id) = reference.strip_prefix("urn:uuid:") {
         return (!id.is_empty()).then_some(id);
     }
