@@ -14,6 +14,7 @@ use crate::units::decimal_from_f64;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::fmt::Display;
 
 /// The input cannot be assessed at all.
@@ -55,45 +56,59 @@ struct WReference {
     reference: Option<String>,
 }
 
+/// Strings read only to be parsed or compared (ids, dates, URIs) are borrowed from the input
+/// when they have no escapes, rather than copied into their own allocation.
+type Text<'a> = Option<Cow<'a, str>>;
+
 #[derive(Deserialize)]
-struct WPeriod {
-    start: Option<String>,
-    end: Option<String>,
+struct WPeriod<'a> {
+    #[serde(borrow)]
+    start: Text<'a>,
+    #[serde(borrow)]
+    end: Text<'a>,
 }
 
 #[derive(Deserialize)]
-struct WQuantity {
+struct WQuantity<'a> {
     value: Option<f64>,
     comparator: Option<String>,
     unit: Option<String>,
-    system: Option<String>,
+    #[serde(borrow)]
+    system: Text<'a>,
     code: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WObservation {
-    id: Option<String>,
+struct WObservation<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
     status: Option<String>,
     code: Option<WConcept>,
     subject: Option<WReference>,
-    effective_date_time: Option<String>,
-    effective_period: Option<WPeriod>,
-    effective_instant: Option<String>,
-    issued: Option<String>,
-    value_quantity: Option<WQuantity>,
+    #[serde(borrow)]
+    effective_date_time: Text<'a>,
+    #[serde(borrow)]
+    effective_period: Option<WPeriod<'a>>,
+    #[serde(borrow)]
+    effective_instant: Text<'a>,
+    #[serde(borrow)]
+    issued: Text<'a>,
+    #[serde(borrow)]
+    value_quantity: Option<WQuantity<'a>>,
     value_codeable_concept: Option<WConcept>,
     value_string: Option<String>,
     value_boolean: Option<bool>,
     value_integer: Option<i64>,
     interpretation: Option<Vec<WConcept>>,
-    component: Option<Vec<WComponent>>,
+    #[serde(borrow)]
+    component: Option<Vec<WComponent<'a>>>,
 }
 
 /// The `value[x]` choice of an observation or component (serde `flatten` is avoided: it
 /// buffers every resource and ruins error messages).
-struct WValue {
-    value_quantity: Option<WQuantity>,
+struct WValue<'a> {
+    value_quantity: Option<WQuantity<'a>>,
     value_codeable_concept: Option<WConcept>,
     value_string: Option<String>,
     value_boolean: Option<bool>,
@@ -114,9 +129,10 @@ macro_rules! take_value {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WComponent {
+struct WComponent<'a> {
     code: Option<WConcept>,
-    value_quantity: Option<WQuantity>,
+    #[serde(borrow)]
+    value_quantity: Option<WQuantity<'a>>,
     value_codeable_concept: Option<WConcept>,
     value_string: Option<String>,
     value_boolean: Option<bool>,
@@ -126,33 +142,45 @@ struct WComponent {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WCondition {
-    id: Option<String>,
+struct WCondition<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
     clinical_status: Option<WConcept>,
     verification_status: Option<WConcept>,
     code: Option<WConcept>,
     subject: Option<WReference>,
-    onset_date_time: Option<String>,
-    onset_period: Option<WPeriod>,
-    abatement_date_time: Option<String>,
-    abatement_period: Option<WPeriod>,
-    recorded_date: Option<String>,
+    #[serde(borrow)]
+    onset_date_time: Text<'a>,
+    #[serde(borrow)]
+    onset_period: Option<WPeriod<'a>>,
+    #[serde(borrow)]
+    abatement_date_time: Text<'a>,
+    #[serde(borrow)]
+    abatement_period: Option<WPeriod<'a>>,
+    #[serde(borrow)]
+    recorded_date: Text<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WMedicationUse {
-    id: Option<String>,
+struct WMedicationUse<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
     status: Option<String>,
     intent: Option<String>,
     medication_codeable_concept: Option<WConcept>,
     medication_reference: Option<WReference>,
     subject: Option<WReference>,
-    authored_on: Option<String>,
-    effective_date_time: Option<String>,
-    effective_period: Option<WPeriod>,
-    when_handed_over: Option<String>,
-    date_asserted: Option<String>,
+    #[serde(borrow)]
+    authored_on: Text<'a>,
+    #[serde(borrow)]
+    effective_date_time: Text<'a>,
+    #[serde(borrow)]
+    effective_period: Option<WPeriod<'a>>,
+    #[serde(borrow)]
+    when_handed_over: Text<'a>,
+    #[serde(borrow)]
+    date_asserted: Text<'a>,
     dosage_instruction: Option<Vec<WDosage>>,
     dosage: Option<Vec<WDosage>>,
     contained: Option<Vec<Box<RawValue>>>,
@@ -171,18 +199,21 @@ struct WMedication {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WImmunization {
-    id: Option<String>,
+struct WImmunization<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
     status: Option<String>,
     vaccine_code: Option<WConcept>,
     patient: Option<WReference>,
-    occurrence_date_time: Option<String>,
+    #[serde(borrow)]
+    occurrence_date_time: Text<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WAllergy {
-    id: Option<String>,
+struct WAllergy<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
     clinical_status: Option<WConcept>,
     verification_status: Option<WConcept>,
     code: Option<WConcept>,
@@ -297,7 +328,7 @@ fn read_date(
     }
 }
 
-fn value_of(w: WValue, location: &str, issues: &mut Vec<InputIssue>) -> Option<Value> {
+fn value_of(w: WValue<'_>, location: &str, issues: &mut Vec<InputIssue>) -> Option<Value> {
     if let Some(q) = w.value_quantity {
         let Some(v) = q.value else {
             issues.push(InputIssue {
@@ -372,7 +403,7 @@ pub fn resource_type_of(raw: &str) -> Option<String> {
 
 /// Parses one resource of `kind`; on failure, parses again tracking the path so the message
 /// names the field at fault.
-fn parse_typed(raw: &str, kind: Kind, location: &str) -> Result<Typed, InputIssue> {
+fn parse_typed<'a>(raw: &'a str, kind: Kind, location: &str) -> Result<Typed<'a>, InputIssue> {
     let mut de = serde_json::Deserializer::from_str(raw);
     match typed(kind, &mut de) {
         Ok(t) => Ok(t),
@@ -538,7 +569,7 @@ impl RecordBuilder {
         }
     }
 
-    fn push_typed(&mut self, resource: Typed, location: &dyn Display, full_url: Option<&str>) {
+    fn push_typed(&mut self, resource: Typed<'_>, location: &dyn Display, full_url: Option<&str>) {
         match resource {
             Typed::Patient(w) => self.push_patient(*w, location, full_url),
             Typed::Observation(w) => self.push_observation(*w, location),
@@ -618,7 +649,7 @@ impl RecordBuilder {
         self.patients.push((info, full_url.map(str::to_string)));
     }
 
-    fn push_observation(&mut self, w: WObservation, location: &dyn Display) {
+    fn push_observation(&mut self, w: WObservation<'_>, location: &dyn Display) {
         let reference = reference_name("Observation", w.id.as_deref(), location);
         let date_text = w
             .effective_date_time
@@ -658,7 +689,7 @@ impl RecordBuilder {
         );
     }
 
-    fn push_condition(&mut self, w: WCondition, location: &dyn Display) {
+    fn push_condition(&mut self, w: WCondition<'_>, location: &dyn Display) {
         let reference = reference_name("Condition", w.id.as_deref(), location);
         let onset_text = w
             .onset_date_time
@@ -692,7 +723,7 @@ impl RecordBuilder {
 
     fn push_medication(
         &mut self,
-        w: WMedicationUse,
+        w: WMedicationUse<'_>,
         location: &dyn Display,
         source: MedicationSource,
     ) {
@@ -769,7 +800,7 @@ impl RecordBuilder {
         self.medication_resources.push((names, concept(w.code)));
     }
 
-    fn push_immunization(&mut self, w: WImmunization, location: &dyn Display) {
+    fn push_immunization(&mut self, w: WImmunization<'_>, location: &dyn Display) {
         let reference = reference_name("Immunization", w.id.as_deref(), location);
         let date = read_date(
             w.occurrence_date_time.as_deref(),
@@ -788,7 +819,7 @@ impl RecordBuilder {
         );
     }
 
-    fn push_allergy(&mut self, w: WAllergy, location: &dyn Display) {
+    fn push_allergy(&mut self, w: WAllergy<'_>, location: &dyn Display) {
         let reference = reference_name("AllergyIntolerance", w.id.as_deref(), location);
         self.allergies.push(
             w.patient.and_then(|p| p.reference),
@@ -942,14 +973,14 @@ impl RecordBuilder {
 
 /// Boxed: the wire structs are large, and a resource passes through several functions on its
 /// way into the builder; moving a pointer is cheaper than copying the struct each time.
-enum Typed {
+enum Typed<'a> {
     Patient(Box<WPatient>),
-    Observation(Box<WObservation>),
-    Condition(Box<WCondition>),
-    MedicationUse(Box<WMedicationUse>, MedicationSource),
+    Observation(Box<WObservation<'a>>),
+    Condition(Box<WCondition<'a>>),
+    MedicationUse(Box<WMedicationUse<'a>>, MedicationSource),
     Medication(Box<WMedication>),
-    Immunization(Box<WImmunization>),
-    Allergy(Box<WAllergy>),
+    Immunization(Box<WImmunization<'a>>),
+    Allergy(Box<WAllergy<'a>>),
     QuestionnaireResponse(Box<WQuestionnaireResponse>),
     Other,
 }
@@ -984,7 +1015,7 @@ impl<'de> Deserialize<'de> for FirstKey {
 fn typed_from_map<'de, A: serde::de::MapAccess<'de>>(
     first: String,
     mut map: A,
-) -> Result<Typed, A::Error> {
+) -> Result<Typed<'de>, A::Error> {
     use serde::de::Error;
     let mut object = serde_json::Map::new();
     let value: serde_json::Value = map.next_value()?;
@@ -1038,7 +1069,7 @@ impl Kind {
 }
 
 /// Reads the rest of a resource of `kind` (every other type is skipped).
-fn typed<'de, D: serde::Deserializer<'de>>(kind: Kind, d: D) -> Result<Typed, D::Error> {
+fn typed<'de, D: serde::Deserializer<'de>>(kind: Kind, d: D) -> Result<Typed<'de>, D::Error> {
     use serde::de::Error;
     Ok(match kind {
         Kind::Patient => Typed::Patient(Box::new(WPatient::deserialize(d)?)),
@@ -1075,18 +1106,18 @@ impl<'de> Deserialize<'de> for Kind {
     }
 }
 
-impl<'de> Deserialize<'de> for Typed {
+impl<'de: 'a, 'a> Deserialize<'de> for Typed<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Typed;
+            type Value = Typed<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a FHIR resource")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<Typed, A::Error> {
+            ) -> Result<Typed<'de>, A::Error> {
                 use serde::de::Error;
                 match map.next_key::<FirstKey>()? {
                     Some(FirstKey::ResourceType) => {}
@@ -1103,14 +1134,16 @@ impl<'de> Deserialize<'de> for Typed {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct FastEntry {
-    full_url: Option<String>,
-    resource: Option<Typed>,
+struct FastEntry<'a> {
+    #[serde(borrow)]
+    full_url: Text<'a>,
+    #[serde(borrow)]
+    resource: Option<Typed<'a>>,
 }
 
 impl RecordBuilder {
     /// Adds one entry read by the single-pass reader.
-    fn push_entry(&mut self, i: usize, entry: FastEntry) {
+    fn push_entry(&mut self, i: usize, entry: FastEntry<'_>) {
         let Some(resource) = entry.resource else {
             self.issue(&format!("entry[{i}]"), "entry without a resource");
             return;
@@ -1206,7 +1239,7 @@ impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0;
-        while let Some(entry) = seq.next_element::<FastEntry>()? {
+        while let Some(entry) = seq.next_element::<FastEntry<'de>>()? {
             self.0.push_entry(i, entry);
             i += 1;
         }

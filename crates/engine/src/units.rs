@@ -134,6 +134,13 @@ pub fn decimal_from_f64(v: f64) -> Option<Decimal> {
     if !v.is_finite() {
         return None;
     }
+    // Whole numbers (most lab values) need no formatting: below 2^53 every integer is exact
+    // in an f64, and its shortest representation is its digits, scale 0. Negative zero keeps
+    // the formatted path, which gives a signed zero.
+    if v.fract() == 0.0 && v.abs() < 9.0e15 && (v != 0.0 || v.is_sign_positive()) {
+        #[allow(clippy::cast_possible_truncation)]
+        return Some(Decimal::from(v as i64));
+    }
     Decimal::from_str(&v.to_string())
         .or_else(|_| Decimal::from_scientific(&format!("{v:e}")))
         .ok()
@@ -142,6 +149,25 @@ pub fn decimal_from_f64(v: f64) -> Option<Decimal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The whole-number shortcut gives exactly what the formatted path gives (value, scale
+    /// and sign), at its edges too.
+    #[test]
+    fn whole_numbers_convert_as_their_digits() {
+        let formatted = |v: f64| Decimal::from_str(&v.to_string()).ok();
+        for v in [
+            0.0, -0.0, 1.0, -1.0, 180.0, 1e3, 12345678.0, -42.0, 8.99e15, -8.99e15, 2.5, 0.1,
+        ] {
+            let got = decimal_from_f64(v);
+            let want = formatted(v);
+            assert_eq!(got, want, "{v}");
+            assert_eq!(
+                got.map(|d| (d.scale(), d.is_sign_negative(), d.to_string())),
+                want.map(|d| (d.scale(), d.is_sign_negative(), d.to_string())),
+                "{v}"
+            );
+        }
+    }
 
     fn table() -> UnitTable {
         let mut factors = HashMap::new();

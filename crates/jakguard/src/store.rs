@@ -274,8 +274,18 @@ impl Store for SqliteStore {
     }
 
     fn patient_hash(&self, patient_id: &str) -> String {
-        let digest = Sha256::digest(format!("{}:{patient_id}", self.salt).as_bytes());
-        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        let mut h = Sha256::new();
+        h.update(self.salt.as_bytes());
+        h.update(b":");
+        h.update(patient_id.as_bytes());
+        // Hex by hand into one string: a `format!` per byte cost 17 allocations per request.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(32);
+        for b in h.finalize().iter().take(16) {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        out
     }
 
     fn feedback_report(&self) -> Result<Vec<RuleStats>, StoreError> {
@@ -373,6 +383,11 @@ mod tests {
         let h = s.patient_hash("p1");
         assert_eq!(h.len(), 32);
         assert_ne!(h, s.patient_hash("p2"));
+        // The first 16 bytes of SHA-256("salt:id") in lower-case hex, as the audit has always
+        // stored it (existing databases keep matching).
+        let digest = Sha256::digest(format!("{}:p1", s.salt).as_bytes());
+        let expected: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        assert_eq!(h, expected);
         s.record_request(
             AuditEntry {
                 at: "t".into(),

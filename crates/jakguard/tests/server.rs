@@ -720,6 +720,35 @@ fn the_one_pass_reader_survives_truncated_and_corrupted_requests() {
     assert!(read > 0, "some corruptions (inside a string) still read");
 }
 
+/// The one-pass reader (simd-json) reads strings with escapes as serde_json does, whether it
+/// borrows them or not, and leaves nesting deeper than serde_json allows to the careful reading.
+#[test]
+fn the_one_pass_reader_agrees_on_escapes_and_depth() {
+    let text = std::fs::read_to_string(root().join("bench/order-sign-50.json")).unwrap();
+    let escaped = text
+        .replace(
+            "\"effectiveDateTime\": \"2026-",
+            "\"effectiveDateTime\": \"\\u0032026-",
+        )
+        .replace("\"status\": \"final\"", "\"status\": \"fin\\u0061l\"");
+    assert_ne!(escaped, text);
+    let (fast, _) = one_pass_record(escaped.as_bytes()).expect("read in one pass");
+    let careful = careful_record(escaped.as_bytes()).unwrap();
+    assert_eq!(format!("{fast:?}"), format!("{careful:?}"));
+    let (plain, _) = one_pass_record(text.as_bytes()).unwrap();
+    assert_eq!(format!("{fast:?}"), format!("{plain:?}"));
+
+    let nested = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let deep = text.replacen(
+        "\"context\": {",
+        &format!("\"context\": {{\"x\": {nested}, "),
+        1,
+    );
+    assert_ne!(deep, text);
+    assert!(serde_json::from_str::<Value>(&deep).is_err());
+    assert!(one_pass_record(deep.as_bytes()).is_none());
+}
+
 /// A draft order for another drug: the one-pass reader skips the prefetch when the context
 /// says so, and reads it when the context comes after it (it cannot know in time).
 #[test]

@@ -180,13 +180,19 @@ pub fn read_request_one_pass(
     wanted: impl Fn(&BTreeMap<String, Value>) -> bool,
 ) -> Option<OnePass> {
     use serde::de::DeserializeSeed;
-    // Checking the UTF-8 of the whole body at once is much cheaper than string by string.
-    let text = std::str::from_utf8(body).ok()?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let read = RequestSeed { wanted }.deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    Some(read)
+    // simd-json finds the structure of the whole body with SIMD instructions first (and
+    // checks its UTF-8 and its syntax, trailing bytes included, before anything is read), then
+    // serde walks the resulting tape; strings are unescaped in place, so it needs its own
+    // copy of the bytes (the caller keeps the original for the card link).
+    let mut copy = body.to_vec();
+    let mut buffers = simd_json::Buffers::with_max_depth(copy.len(), MAX_DEPTH);
+    let mut de = simd_json::Deserializer::from_slice_with_buffers(&mut copy, &mut buffers).ok()?;
+    RequestSeed { wanted }.deserialize(&mut de).ok()
 }
+
+/// The deepest nesting the one-pass reader accepts: serde_json's own limit, so both readings
+/// refuse the same documents (and `Value`'s recursive reading of the context stays shallow).
+const MAX_DEPTH: usize = 128;
 
 struct RequestSeed<F> {
     wanted: F,

@@ -183,15 +183,20 @@ async fn answer(
     let order_hook = service.hook != "patient-view";
     // One pass over the body when it is well formed; otherwise the careful reading, whose
     // errors name the problem.
+    // The draft orders are read once: the one-pass reader asks when it meets the prefetch.
+    let early_drafts = std::cell::RefCell::new(None);
     let wanted = |context: &BTreeMap<String, Value>| {
-        !order_hook || !jak_drafts(&state.kb, context).is_empty()
+        let drafts = jak_drafts(&state.kb, context);
+        let want = !order_hook || !drafts.is_empty();
+        *early_drafts.borrow_mut() = Some(drafts);
+        want
     };
-    let (req, prefetched) = match read_request_one_pass(body, wanted) {
-        Some(OnePass { request, prefetch }) => (request, prefetch),
+    let (req, prefetched, early_drafts) = match read_request_one_pass(body, wanted) {
+        Some(OnePass { request, prefetch }) => (request, prefetch, early_drafts.into_inner()),
         None => {
             let req: HookRequest = serde_json::from_slice(body)
                 .map_err(|e| AppError::BadRequest(vec![format!("body: {e}")]))?;
-            (req, None)
+            (req, None, None)
         }
     };
     if req.hook != service.hook {
@@ -211,7 +216,8 @@ async fn answer(
         .unwrap_or("")
         .to_string();
     let drafts = if order_hook {
-        jak_drafts(&state.kb, &req.context)
+        // The context the reader judged is the request's context, unchanged since.
+        early_drafts.unwrap_or_else(|| jak_drafts(&state.kb, &req.context))
     } else {
         vec![]
     };
@@ -281,11 +287,27 @@ async fn answer(
             });
         }
     }
-    Ok(Json(CdsResponse {
+    json_response(&CdsResponse {
         cards,
         system_actions: vec![],
     })
-    .into_response())
+}
+
+/// The response serialised into one buffer sized for a usual answer (a card with its
+/// markdown detail and suggestions is some kilobytes), rather than one grown by doubling from
+/// a few bytes, copying the text each time.
+fn json_response(r: &CdsResponse) -> Result<Response, AppError> {
+    let mut body = Vec::with_capacity(16 * 1024);
+    serde_json::to_writer(&mut body, r)
+        .map_err(|e| AppError::Internal(format!("response serialisation: {e}")))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 fn audit(
