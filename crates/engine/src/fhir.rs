@@ -1440,7 +1440,7 @@ impl RecordBuilder {
 
     /// Adds a resource read by `Strict::parse`: the same as `add_json` on its text would.
     /// `location` is formatted only if a message needs it.
-    pub fn add_strict(&mut self, resource: Strict, location: &dyn Display) {
+    pub fn add_strict(&mut self, resource: Strict<'_>, location: &dyn Display) {
         self.resource_count += 1;
         self.push_typed(resource.0, location, None);
     }
@@ -1460,13 +1460,13 @@ impl RecordBuilder {
 
 /// One resource read in a single strict pass and not yet added, so that a batch reader can
 /// see who it is about before deciding to keep it (`RecordBuilder::add_strict`).
-pub struct Strict(Typed);
+pub struct Strict<'a>(Typed<'a>);
 
-impl Strict {
+impl<'a> Strict<'a> {
     /// Reads `raw`: a JSON object whose first member is `resourceType`, of a type the rules
     /// read, without any syntax or type error. `None` on anything else: the careful
     /// `add_json` must read it then, and explain the problem.
-    pub fn parse(raw: &str) -> Option<Strict> {
+    pub fn parse(raw: &'a str) -> Option<Strict<'a>> {
         let kind = Kind::of(peek_resource_type(raw)?);
         if matches!(kind, Kind::Bundle | Kind::Other) {
             return None;

@@ -238,11 +238,11 @@ impl QuickSubject {
 /// and the patient of the export it names. `None` when the line needs the careful reading:
 /// not UTF-8, not valid, another type, no patient reference, or one that names no patient
 /// of the export (the careful reading says which, as a bad line).
-pub fn read_strict(
-    bytes: &[u8],
+pub fn read_strict<'a>(
+    bytes: &'a [u8],
     file_type: &str,
     patients: &PatientIndex,
-) -> Option<(u32, engine::fhir::Strict)> {
+) -> Option<(u32, engine::fhir::Strict<'a>)> {
     let json = std::str::from_utf8(bytes).ok()?;
     let resource = engine::fhir::Strict::parse(json)?;
     if resource.resource_type() != file_type {
