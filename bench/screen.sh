@@ -50,9 +50,11 @@ for n in "${SIZES[@]}"; do
   cat "$dir"/*.ndjson > /dev/null
   for r in $(seq "$RUNS"); do
     echo "-- run $r (load $(cut -d' ' -f1 /proc/loadavg))"
-    echo "screen:     $(timed "$BIN" screen --as-of "$AS_OF" --out "$WORK/out-$n" "$dir")"
-    echo "parse-only: $(timed "$BIN" screen --parse-only "$dir")"
-    echo "duckdb:     $(timed "$PY" bench/duckdb_screen.py "$dir" "$AS_OF" "$(nproc)")"
+    # `sync` first: the kernel writing out the previous run's gigabyte of results would
+    # otherwise share the cores with the next timed run.
+    sync; echo "screen:     $(timed "$BIN" screen --as-of "$AS_OF" --out "$WORK/out-$n" "$dir")"
+    sync; echo "parse-only: $(timed "$BIN" screen --parse-only "$dir")"
+    sync; echo "duckdb:     $(timed "$PY" bench/duckdb_screen.py "$dir" "$AS_OF" "$(nproc)")"
   done
   if [ "${KEEP:-0}" != 1 ]; then rm -rf "$dir" "$WORK/out-$n"; fi
 done

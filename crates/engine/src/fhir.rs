@@ -1511,6 +1511,21 @@ impl<'a> Strict<'a> {
         };
         r.as_ref()?.reference.as_deref()
     }
+
+    /// Forgets the patient reference, once the caller has checked it and keeps one builder
+    /// per patient: the record then holds no copy of it per resource (a resource without a
+    /// reference counts as the patient's own, as in `finish`).
+    pub fn forget_subject(&mut self) {
+        match &mut self.0 {
+            Typed::Observation(w) => w.subject = None,
+            Typed::Condition(w) => w.subject = None,
+            Typed::MedicationUse(w, _) => w.subject = None,
+            Typed::Immunization(w) => w.patient = None,
+            Typed::Allergy(w) => w.patient = None,
+            Typed::QuestionnaireResponse(w) => w.subject = None,
+            Typed::Patient(_) | Typed::Medication(_) | Typed::Other => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1545,8 +1560,10 @@ mod tests {
         for (i, raw) in good.iter().enumerate() {
             let at = format!("x.ndjson:{i}");
             careful.add_json(raw, &at, None);
-            let r = Strict::parse(raw).expect("strictly readable");
+            let mut r = Strict::parse(raw).expect("strictly readable");
             assert_eq!(r.subject(), Some("Patient/p"));
+            r.forget_subject();
+            assert_eq!(r.subject(), None);
             strict.add_strict(r, &at);
         }
         let (a, b) = (careful.finish().unwrap(), strict.finish().unwrap());

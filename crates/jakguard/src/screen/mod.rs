@@ -458,11 +458,13 @@ fn read_chunk(
         if let Some(quick) = &quick
             && let Some(p) = quick.patient(bytes, patients)
             && in_cohort[p as usize]
-            && let Some((p, resource)) = line::read_strict(bytes, ty, patients)
+            && let Some((p, mut resource)) = line::read_strict(bytes, ty, patients)
         {
             part.resources += 1;
             // The guess can be wrong (a nested reference): the real patient counts.
             if in_cohort[p as usize] {
+                // Checked: the builder is this patient's alone and needs no copy of it.
+                resource.forget_subject();
                 let at = LineAt { file, line: n };
                 local.entry(p).or_default().add_strict(resource, &at);
             }
