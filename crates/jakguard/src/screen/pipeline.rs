@@ -12,6 +12,7 @@
 //! so whatever it builds is the same for any number of workers.
 
 use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Mutex;
 use std::sync::mpsc::{channel, sync_channel};
 
@@ -36,7 +37,7 @@ where
     let item_rx = Mutex::new(item_rx);
     std::thread::scope(|scope| {
         let (permit_tx, permit_rx) = channel::<()>();
-        let (done_tx, done_rx) = channel::<(u64, R)>();
+        let (done_tx, done_rx) = channel::<(u64, std::thread::Result<R>)>();
         for _ in 0..slots {
             let _ = permit_tx.send(());
         }
@@ -63,7 +64,10 @@ where
                         Err(_) => return,
                     };
                     let Ok((seq, item)) = next else { return };
-                    if done_tx.send((seq, work(item))).is_err() {
+                    // A panic (a bug) is handed to the caller's thread, which raises it
+                    // again: a worker that just died would leave the merge waiting forever.
+                    let result = catch_unwind(AssertUnwindSafe(|| work(item)));
+                    if done_tx.send((seq, result)).is_err() {
                         return;
                     }
                 }
@@ -73,6 +77,11 @@ where
         let mut waiting: BTreeMap<u64, R> = BTreeMap::new();
         let mut next = 0u64;
         for (seq, result) in done_rx.iter() {
+            let result = match result {
+                Ok(r) => r,
+                // Unwinding drops the permits: the source, then the workers, stop.
+                Err(panic) => resume_unwind(panic),
+            };
             waiting.insert(seq, result);
             while let Some(result) = waiting.remove(&next) {
                 next += 1;
@@ -133,6 +142,23 @@ mod tests {
         assert_eq!(merged, 11);
         // Bounded: the source never ran far ahead of the merge.
         assert!(taken.load(std::sync::atomic::Ordering::Relaxed) < 100);
+    }
+
+    #[test]
+    fn a_panicking_worker_is_raised_on_the_callers_thread_not_a_hang() {
+        let outcome = std::panic::catch_unwind(|| {
+            let r: Result<(), ()> = ordered(
+                2,
+                0..100u32,
+                |i| {
+                    assert!(i != 7, "bug on item 7");
+                    i
+                },
+                |_| Ok(()),
+            );
+            r
+        });
+        assert!(outcome.is_err());
     }
 
     #[test]
