@@ -106,6 +106,9 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// The audit writer thread's queue.
     queue: Mutex<mpsc::Sender<Job>>,
+    /// Audit rows that could not be queued (the writer thread has stopped): counted and
+    /// logged, never dropped silently.
+    lost: std::sync::atomic::AtomicU64,
     salt: String,
 }
 
@@ -160,6 +163,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             queue: Mutex::new(tx),
+            lost: std::sync::atomic::AtomicU64::new(0),
             salt,
         })
     }
@@ -268,8 +272,17 @@ impl Store for SqliteStore {
     }
 
     fn record_request(&self, audit: AuditEntry, cards: Vec<CardEntry>) {
-        if let Ok(q) = self.queue.lock() {
-            let _ = q.send(Job::Request(audit, cards));
+        let queued = match self.queue.lock() {
+            Ok(q) => q.send(Job::Request(audit, cards)).is_ok(),
+            Err(_) => false,
+        };
+        if !queued {
+            let lost = self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            // No clinical value, no identifier: only that the audit is failing.
+            tracing::error!(
+                lost_rows = lost,
+                "an audit row was lost: the audit writer has stopped; restart the service"
+            );
         }
     }
 
@@ -374,6 +387,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).expect("tmp");
         d.join("t.db")
+    }
+
+    #[test]
+    fn an_audit_row_that_cannot_be_queued_is_counted_not_dropped_silently() {
+        let path = tmp("lost");
+        let mut s = SqliteStore::open(&path).expect("open");
+        let row = || AuditEntry {
+            at: "t".into(),
+            service: "svc".into(),
+            hook_instance: "h".into(),
+            patient_hash: None,
+            status: 200,
+            cards: 0,
+            knowledge_version: "v".into(),
+        };
+        s.record_request(row(), vec![]);
+        assert_eq!(s.lost.load(std::sync::atomic::Ordering::Relaxed), 0);
+        // A writer that has stopped: its end of the queue is gone.
+        let (tx, rx) = mpsc::channel::<Job>();
+        drop(rx);
+        s.queue = Mutex::new(tx);
+        s.record_request(row(), vec![]);
+        s.record_request(row(), vec![]);
+        assert_eq!(s.lost.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 
     #[test]
