@@ -583,8 +583,10 @@ impl RecordBuilder {
         }
     }
 
-    /// Takes over everything another builder collected.
-    fn absorb(&mut self, mut other: RecordBuilder) {
+    /// Takes over everything `other` collected, after what this builder already holds, so
+    /// pieces merged in input order give the record one builder would have built (a nested
+    /// Bundle, or the pieces of one patient a batch reader reads in parallel).
+    pub fn merge(&mut self, mut other: RecordBuilder) {
         self.patients.append(&mut other.patients);
         self.observations.append(other.observations);
         self.conditions.append(other.conditions);
@@ -611,7 +613,7 @@ impl RecordBuilder {
         // The single-pass reader into a scratch builder, merged only when it read the whole
         // Bundle; otherwise the entry-by-entry reader below reports each problem.
         if let Some(b) = parse_bundle_fast(raw) {
-            self.absorb(b);
+            self.merge(b);
             return Ok(());
         }
         let bundle: WBundle<'_> = serde_json::from_str(raw).map_err(|e| InputIssue {
@@ -1406,12 +1408,6 @@ fn parse_bundle_resilient(text: &str) -> Result<RecordBuilder, InputError> {
 // ---------------------------------------------------------------------------------------
 
 impl RecordBuilder {
-    /// Takes over everything `other` collected, after what this builder already holds, so
-    /// pieces merged in input order give the record one builder would have built.
-    pub fn merge(&mut self, other: RecordBuilder) {
-        self.absorb(other);
-    }
-
     /// Gives back the spare room of every list kept (a coding list read from JSON has room for
     /// four codings, usually holding one). For batch readers holding many records at once.
     pub fn shrink_to_fit(&mut self) {
@@ -1435,6 +1431,15 @@ impl RecordBuilder {
         }
         self.immunizations.items.shrink_to_fit();
         self.immunizations.subjects.shrink_to_fit();
+        for a in &mut self.allergies.items {
+            a.code.codings.shrink_to_fit();
+        }
+        self.allergies.items.shrink_to_fit();
+        self.allergies.subjects.shrink_to_fit();
+        self.answers.items.shrink_to_fit();
+        self.answers.subjects.shrink_to_fit();
+        self.patients.shrink_to_fit();
+        self.medication_resources.shrink_to_fit();
         self.issues.shrink_to_fit();
     }
 
@@ -1442,7 +1447,7 @@ impl RecordBuilder {
     /// `location` is formatted only if a message needs it.
     pub fn add_strict(&mut self, resource: Strict<'_>, location: &dyn Display) {
         self.resource_count += 1;
-        self.push_typed(resource.0, location, None);
+        self.push_typed(resource.typed, location, None);
     }
 
     /// Drops the observations `keep` rejects (the input problems found while reading them
@@ -1460,47 +1465,40 @@ impl RecordBuilder {
 
 /// One resource read in a single strict pass and not yet added, so that a batch reader can
 /// see who it is about before deciding to keep it (`RecordBuilder::add_strict`).
-pub struct Strict<'a>(Typed<'a>);
+pub struct Strict<'a> {
+    /// The `resourceType` as the text gives it.
+    resource_type: &'a str,
+    typed: Typed<'a>,
+}
 
 impl<'a> Strict<'a> {
     /// Reads `raw`: a JSON object whose first member is `resourceType`, of a type the rules
     /// read, without any syntax or type error. `None` on anything else: the careful
     /// `add_json` must read it then, and explain the problem.
     pub fn parse(raw: &'a str) -> Option<Strict<'a>> {
-        let kind = Kind::of(peek_resource_type(raw)?);
+        let resource_type = peek_resource_type(raw)?;
+        let kind = Kind::of(resource_type);
         if matches!(kind, Kind::Bundle | Kind::Other) {
             return None;
         }
         let mut de = serde_json::Deserializer::from_str(raw);
         let typed = typed(kind, &mut de).ok()?;
         de.end().ok()?;
-        Some(Strict(typed))
+        Some(Strict {
+            resource_type,
+            typed,
+        })
     }
 
-    /// The FHIR resource type.
-    pub fn resource_type(&self) -> &'static str {
-        match &self.0 {
-            Typed::Patient(_) => "Patient",
-            Typed::Observation(_) => "Observation",
-            Typed::Condition(_) => "Condition",
-            Typed::MedicationUse(_, src) => match src {
-                MedicationSource::Request => "MedicationRequest",
-                MedicationSource::Statement => "MedicationStatement",
-                MedicationSource::Administration => "MedicationAdministration",
-                MedicationSource::Dispense => "MedicationDispense",
-            },
-            Typed::Medication(_) => "Medication",
-            Typed::Immunization(_) => "Immunization",
-            Typed::Allergy(_) => "AllergyIntolerance",
-            Typed::QuestionnaireResponse(_) => "QuestionnaireResponse",
-            Typed::Other => "",
-        }
+    /// The FHIR resource type, as the text gives it.
+    pub fn resource_type(&self) -> &'a str {
+        self.resource_type
     }
 
     /// The patient reference as written (`subject.reference`, or `patient.reference` for
     /// Immunization and AllergyIntolerance); `None` for Patient and Medication resources.
     pub fn subject(&self) -> Option<&str> {
-        let r = match &self.0 {
+        let r = match &self.typed {
             Typed::Observation(w) => &w.subject,
             Typed::Condition(w) => &w.subject,
             Typed::MedicationUse(w, _) => &w.subject,
@@ -1516,7 +1514,7 @@ impl<'a> Strict<'a> {
     /// per patient: the record then holds no copy of it per resource (a resource without a
     /// reference counts as the patient's own, as in `finish`).
     pub fn forget_subject(&mut self) {
-        match &mut self.0 {
+        match &mut self.typed {
             Typed::Observation(w) => w.subject = None,
             Typed::Condition(w) => w.subject = None,
             Typed::MedicationUse(w, _) => w.subject = None,

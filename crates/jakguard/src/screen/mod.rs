@@ -144,14 +144,18 @@ pub fn open_export(dir: &Path) -> Result<Export, String> {
     Ok(export)
 }
 
-fn progress_bar(total: u64, what: &str) -> ProgressBar {
+/// Bytes read, for the passes over the files.
+const BYTES: &str = "{msg:>22} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+/// Patients assessed, for the last pass.
+const PATIENTS: &str = "{msg:>22} [{bar:30}] {pos}/{len} patients {per_sec} ETA {eta}";
+
+/// A progress bar on a terminal (`template` says what it counts); hidden otherwise.
+fn progress_bar(total: u64, what: &str, template: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
-        "{msg:>22} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(what.to_string());
@@ -178,7 +182,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     let mut patients = PatientIndex::default();
     let mut medications: HashMap<Box<str>, Box<str>> = HashMap::new();
     let first: Vec<&ExportFile> = export.of_type(&["Patient", "Medication"]).collect();
-    let bar = progress_bar(first.iter().map(|f| f.size).sum(), "patients");
+    let bar = progress_bar(first.iter().map(|f| f.size).sum(), "patients", BYTES);
     for file in &first {
         let ty = file.resource_type;
         reader::for_each_chunk(
@@ -218,7 +222,11 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     let mut in_cohort = vec![false; patients.len()];
     let types = cohort.types();
     let second: Vec<&ExportFile> = export.of_type(types).collect();
-    let bar = progress_bar(second.iter().map(|f| f.size).sum(), "finding the cohort");
+    let bar = progress_bar(
+        second.iter().map(|f| f.size).sum(),
+        "finding the cohort",
+        BYTES,
+    );
     for file in &second {
         let ty = file.resource_type;
         reader::for_each_chunk(
@@ -262,7 +270,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     let mut resources = 0u64;
     let bad_path = settings.out_dir.join("screen-bad-lines.txt");
     let mut bad_out = BufWriter::new(fresh_file(&bad_path)?);
-    let bar = progress_bar(export.total_bytes(), "reading the export");
+    let bar = progress_bar(export.total_bytes(), "reading the export", BYTES);
     for (fi, file) in export.files.iter().enumerate() {
         let ty = file.resource_type;
         let name = file.name.as_str();
@@ -336,19 +344,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
         drugs: vec![],
     };
     let mut tally = Tally::default();
-    let bar = if std::io::stderr().is_terminal() {
-        let bar =
-            ProgressBar::with_draw_target(Some(order.len() as u64), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template(
-            "{msg:>22} [{bar:30}] {pos}/{len} patients {per_sec} ETA {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message("assessing");
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = progress_bar(order.len() as u64, "assessing", PATIENTS);
     let builders = &mut builders;
     pipeline::ordered(
         rayon::current_num_threads(),
@@ -562,7 +558,7 @@ fn assess_one(
 pub fn parse_only(dir: &Path) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let export = open_export(dir).map_err(crate::unusable)?;
-    let bar = progress_bar(export.total_bytes(), "parsing");
+    let bar = progress_bar(export.total_bytes(), "parsing", BYTES);
     let mut outcome = Outcome {
         files: export.files.len(),
         bytes: export.total_bytes(),

@@ -160,9 +160,9 @@ impl ChunkReader {
         buf.append(&mut self.carry);
         loop {
             let start = buf.len();
-            buf.resize(start + CHUNK_BYTES, 0);
-            let n = read_full(&mut self.reader, &mut buf[start..])?;
-            buf.truncate(start + n);
+            let n = (&mut self.reader)
+                .take(CHUNK_BYTES as u64)
+                .read_to_end(&mut buf)?;
             if n == 0 {
                 self.done = true;
                 if buf.is_empty() {
@@ -210,18 +210,4 @@ impl Iterator for ChunkReader {
             }
         }
     }
-}
-
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }

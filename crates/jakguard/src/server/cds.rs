@@ -25,6 +25,16 @@ pub struct HookRequest {
     pub extension: Option<Value>,
 }
 
+impl HookRequest {
+    /// `context.patientId`, or empty when the request has none.
+    pub fn patient_id(&self) -> &str {
+        self.context
+            .get("patientId")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct FhirAuthorization {
     pub access_token: String,

@@ -209,12 +209,7 @@ async fn answer(
     if !problems.is_empty() {
         return Err(AppError::BadRequest(problems));
     }
-    let patient_id = req
-        .context
-        .get("patientId")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let patient_id = req.patient_id();
     let drafts = if order_hook {
         // The context the reader judged is the request's context, unchanged since.
         early_drafts.unwrap_or_else(|| jak_drafts(&state.kb, &req.context))
@@ -223,12 +218,12 @@ async fn answer(
     };
     if order_hook && drafts.is_empty() {
         // Not a JAK inhibitor: nothing to say, answered without reading the record.
-        audit(&state, &id, &req, &patient_id, 200, vec![]);
+        audit(&state, &id, &req, patient_id, 200, vec![]);
         return Ok(Json(CdsResponse::default()).into_response());
     }
 
     let (record, fetched) =
-        build_record(&state, &req, prefetched, &service.prefetch, &patient_id).await?;
+        build_record(&state, &req, prefetched, &service.prefetch, patient_id).await?;
     let kb = &state.kb;
     let drugs: Vec<DrugId> = if order_hook {
         drafts.iter().map(|d| d.drug).collect()
@@ -248,15 +243,7 @@ async fn answer(
             .iter()
             .find(|d| kb.drugs[d.drug].id == a.drug)
             .map(|d| &d.resource);
-        let (c, rules) = card(
-            kb,
-            &report,
-            a,
-            &CardContext {
-                patient_id: &patient_id,
-                draft,
-            },
-        );
+        let (c, rules) = card(kb, &report, a, &CardContext { patient_id, draft });
         entries.push(CardEntry {
             uuid: c.uuid.clone().unwrap_or_default(),
             at: chrono::Utc::now().to_rfc3339(),
@@ -270,7 +257,7 @@ async fn answer(
         });
         cards.push(c);
     }
-    audit(&state, &id, &req, &patient_id, 200, entries);
+    audit(&state, &id, &req, patient_id, 200, entries);
     if !cards.is_empty() {
         // The full assessment (both drugs) in the web app; rendered only if the link is opened.
         let url = if fetched {
@@ -374,7 +361,7 @@ async fn build_record(
             }
         }
     }
-    Ok((finish_record(b, req, patient_id)?, fetched))
+    Ok((finish_record(b, req)?, fetched))
 }
 
 /// The record of a hook request whose prefetch was complete, read again from its body: the
@@ -392,20 +379,13 @@ pub fn record_from_request(body: &[u8]) -> Option<engine::record::Record> {
             (req, b)
         }
     };
-    let patient_id = req
-        .context
-        .get("patientId")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    finish_record(b, &req, &patient_id).ok()
+    finish_record(b, &req).ok()
 }
 
 /// Adds the draft orders (as orders being written) and finishes the record.
 fn finish_record(
     mut b: RecordBuilder,
     req: &HookRequest,
-    patient_id: &str,
 ) -> Result<engine::record::Record, AppError> {
     let mut drafts = vec![];
     if let Some(entries) = req
@@ -439,7 +419,7 @@ fn finish_record(
         }
     }
     if record.patient.id.is_none() {
-        record.patient.id = Some(patient_id.to_string());
+        record.patient.id = Some(req.patient_id().to_string());
     }
     Ok(record)
 }
