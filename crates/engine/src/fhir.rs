@@ -1408,41 +1408,6 @@ fn parse_bundle_resilient(text: &str) -> Result<RecordBuilder, InputError> {
 // ---------------------------------------------------------------------------------------
 
 impl RecordBuilder {
-    /// Gives back the spare room of every list kept (a coding list read from JSON has room for
-    /// four codings, usually holding one). For batch readers holding many records at once.
-    pub fn shrink_to_fit(&mut self) {
-        for o in &mut self.observations.items {
-            o.code.codings.shrink_to_fit();
-            o.interpretation.shrink_to_fit();
-        }
-        self.observations.items.shrink_to_fit();
-        self.observations.subjects.shrink_to_fit();
-        for c in &mut self.conditions.items {
-            c.code.codings.shrink_to_fit();
-        }
-        self.conditions.items.shrink_to_fit();
-        self.conditions.subjects.shrink_to_fit();
-        for (_, m, _) in &mut self.medications {
-            m.medication.codings.shrink_to_fit();
-        }
-        self.medications.shrink_to_fit();
-        for i in &mut self.immunizations.items {
-            i.vaccine.codings.shrink_to_fit();
-        }
-        self.immunizations.items.shrink_to_fit();
-        self.immunizations.subjects.shrink_to_fit();
-        for a in &mut self.allergies.items {
-            a.code.codings.shrink_to_fit();
-        }
-        self.allergies.items.shrink_to_fit();
-        self.allergies.subjects.shrink_to_fit();
-        self.answers.items.shrink_to_fit();
-        self.answers.subjects.shrink_to_fit();
-        self.patients.shrink_to_fit();
-        self.medication_resources.shrink_to_fit();
-        self.issues.shrink_to_fit();
-    }
-
     /// Adds a resource read by `Strict::parse`: the same as `add_json` on its text would.
     /// `location` is formatted only if a message needs it.
     pub fn add_strict(&mut self, resource: Strict<'_>, location: &dyn Display) {

@@ -169,6 +169,25 @@ fn a_synthetic_export_is_screened_in_patient_order_with_summary_and_report() {
 }
 
 /// The resources of one patient from the export's files, in the order `screen` reads them.
+#[test]
+fn a_gzip_export_gives_the_same_results_as_the_plain_one() {
+    // Plain files are read again at the kept lines' offsets, gzip files keep a copy of
+    // those lines: both must build the same records.
+    let (plain, gz) = (scratch("same-plain"), scratch("same-gz"));
+    let (out_plain, out_gz) = (scratch("same-plain-out"), scratch("same-gz-out"));
+    synth(&plain, 150, 21, false);
+    synth(&gz, 150, 21, true);
+    assert!(gz.join("Observation.ndjson.gz").is_file());
+    for (export, out) in [(&plain, &out_plain), (&gz, &out_gz)] {
+        let o = screen(export, out, &[]);
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+    }
+    let a = std::fs::read(out_plain.join("screen-results.ndjson")).unwrap();
+    let b = std::fs::read(out_gz.join("screen-results.ndjson")).unwrap();
+    assert!(!results(&out_plain).is_empty());
+    assert!(a == b, "gzip and plain exports gave different results");
+}
+
 fn patient_bundle(export: &Path, id: &str) -> serde_json::Value {
     let refs = [format!("\"Patient/{id}\""), format!("\"urn:uuid:{id}\"")];
     let mut entries = vec![];

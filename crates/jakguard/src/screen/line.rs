@@ -199,39 +199,11 @@ pub fn read<'a>(bytes: &'a [u8], file_type: &str, patients: Option<&PatientIndex
     }
 }
 
-/// A guess, from the bytes alone, at the patient a line is about: the first
-/// `"subject":{"reference":"…"}` (or `"patient":…`) written without spaces, as exporters
-/// write it. Only a guess (it may be a nested member): it decides whether a line is worth
-/// the engine's full reading straight away, and `read_strict` then checks the real one.
-pub struct QuickSubject {
-    finder: memchr::memmem::Finder<'static>,
-}
-
-impl QuickSubject {
-    /// For the resource types read strictly in one pass: those that name their patient and
-    /// need nothing else from the export (orders may point to a Medication resource).
-    pub fn for_type(file_type: &str) -> Option<QuickSubject> {
-        if file_type.starts_with("Medication") {
-            return None;
-        }
-        let needle: &'static [u8] = match patient_field(file_type)? {
-            PatientField::Subject => b"\"subject\":{\"reference\":\"",
-            PatientField::Patient => b"\"patient\":{\"reference\":\"",
-        };
-        Some(QuickSubject {
-            finder: memchr::memmem::Finder::new(needle),
-        })
-    }
-
-    pub fn patient(&self, line: &[u8], patients: &PatientIndex) -> Option<u32> {
-        let start = self.finder.find(line)? + self.finder.needle().len();
-        let rest = &line[start..];
-        let end = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[end] != b'"' {
-            return None;
-        }
-        patients.resolve(std::str::from_utf8(&rest[..end]).ok()?)
-    }
+/// Whether lines of `file_type` may be read by the engine's strict one-pass reading
+/// (`read_strict`): the types that name their patient and need nothing else from the
+/// export (orders may point to a Medication resource, which the careful reading adds).
+pub fn strict_readable(file_type: &str) -> bool {
+    !file_type.starts_with("Medication") && patient_field(file_type).is_some()
 }
 
 /// The engine's strict one-pass reading of a line of `file_type` resources: the resource
@@ -284,31 +256,19 @@ mod tests {
     }
 
     #[test]
-    fn the_quick_guess_only_chooses_the_path_and_the_real_subject_decides() {
+    fn the_strict_reading_finds_the_real_subject_and_refuses_what_it_must() {
         let mut ix = PatientIndex::default();
         ix.insert("p1");
         ix.insert("p2");
-        let quick = QuickSubject::for_type("Observation").expect("observations name a subject");
-        assert!(QuickSubject::for_type("MedicationRequest").is_none());
-        assert!(QuickSubject::for_type("Patient").is_none());
-        // A nested reference comes first: the guess is p2, the resource is about p1.
+        assert!(strict_readable("Observation"));
+        assert!(strict_readable("Immunization"));
+        assert!(!strict_readable("MedicationRequest"));
+        assert!(!strict_readable("Patient"));
+        assert!(!strict_readable("Encounter"));
+        // A nested reference comes first; the resource is about p1.
         let nested = br#"{"resourceType":"Observation","contained":[{"resourceType":"Observation","subject":{"reference":"Patient/p2"}}],"subject":{"reference":"Patient/p1"},"code":{"text":"x"}}"#;
-        assert_eq!(quick.patient(nested, &ix), Some(1));
         let (p, r) = read_strict(nested, "Observation", &ix).expect("valid");
         assert_eq!((p, r.subject()), (0, Some("Patient/p1")));
-        // Spaces, escapes or no subject: no guess, so the careful path reads the line.
-        assert_eq!(
-            quick.patient(br#"{"subject": {"reference": "Patient/p1"}}"#, &ix),
-            None
-        );
-        assert_eq!(
-            quick.patient(br#"{"subject":{"reference":"Patient\/p1"}}"#, &ix),
-            None
-        );
-        assert_eq!(
-            quick.patient(br#"{"resourceType":"Observation"}"#, &ix),
-            None
-        );
         // A strict reading of the wrong type, an unknown patient or bad JSON is refused.
         let line = br#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#;
         assert!(read_strict(line, "Condition", &ix).is_none());

@@ -7,20 +7,23 @@
 //!    formulary that `medicationReference`s point to;
 //! 2. the MedicationRequest/MedicationStatement files (and Condition, with `--all`) give the
 //!    cohort, each candidate judged by the engine's own matching (`cohort`);
-//! 3. every file is read once more; the resources the assessment reads that are about a
-//!    cohort patient go into that patient's `RecordBuilder` (observations no lab reads are
-//!    dropped at once), every other line is only checked;
-//! 4. the cohort is assessed on every core in patient-id order (`pipeline::ordered`), and each
-//!    report is written as one line of `screen-results.ndjson` while the summary figures
-//!    accumulate and the next patients are assessed.
+//! 3. every file is read once more and every line checked; where each line about a cohort
+//!    patient is (file, byte offset, line number) is noted (`kept`), nothing more;
+//! 4. the cohort is assessed on every core in patient-id order (`pipeline::ordered`): each
+//!    patient's lines are read again (positioned reads from the page cache), the record is
+//!    built, assessed and dropped by the same thread, and the report is written as one line
+//!    of `screen-results.ndjson` while the summary figures accumulate and the next patients
+//!    are assessed.
 //!
-//! Memory is therefore bounded by the number of patients (their ids, and the kept resources
-//! of the cohort), not by the size of the files. Bad lines are counted, reported with file
-//! and line, and never stop the run; `Outcome::problems` tells the caller to exit non-zero.
+//! Memory is therefore bounded by the number of patients (their ids, and a few dozen bytes
+//! per kept line of the cohort; a gzip file's kept lines are copied), not by the size of the
+//! files. Bad lines are counted, reported with file and line, and never stop the run;
+//! `Outcome::problems` tells the caller to exit non-zero.
 
 mod cohort;
 mod export;
 mod html;
+mod kept;
 mod line;
 mod pipeline;
 mod reader;
@@ -263,8 +266,9 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     bar.finish_and_clear();
     split(1);
 
-    // Pass 3: every file; the cohort's resources into their records.
-    let mut builders: HashMap<u32, RecordBuilder, foldhash::fast::RandomState> = HashMap::default();
+    // Pass 3: every file checked; where the cohort's lines are, noted.
+    let mut sources = kept::Sources::default();
+    let mut pairs: Vec<(u32, kept::Span)> = vec![];
     let mut bad: Vec<BadLine> = vec![];
     let mut bad_count = 0u64;
     let mut resources = 0u64;
@@ -274,10 +278,21 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     for (fi, file) in export.files.iter().enumerate() {
         let ty = file.resource_type;
         let name = file.name.as_str();
+        // A plain file is read again at the kept lines' offsets; a gzip file (or one that
+        // cannot be opened twice) has its kept lines copied.
+        let disk = match file.gzip {
+            false => std::fs::File::open(&file.path).ok().map(|f| {
+                sources.add(kept::Source {
+                    file: fi,
+                    backing: kept::Backing::Disk(f),
+                })
+            }),
+            true => None,
+        };
         let failure = reader::for_each_chunk(
             file,
             &bar,
-            |chunk: &Chunk| read_chunk(kb, chunk, ty, name, &patients, &in_cohort, &medications),
+            |chunk: &Chunk| read_chunk(chunk, ty, &patients, &in_cohort, disk.is_none()),
             |part: ChunkPart| -> anyhow::Result<()> {
                 resources += part.resources;
                 for (line, reason) in part.bad {
@@ -291,9 +306,21 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
                         });
                     }
                 }
-                for (p, b) in part.builders {
-                    builders.entry(p).or_default().merge(b);
+                if part.kept.is_empty() {
+                    return Ok(());
                 }
+                let source = match (disk, part.text) {
+                    (Some(s), _) => s,
+                    (None, text) => sources.add(kept::Source {
+                        file: fi,
+                        backing: kept::Backing::Memory(text.into_boxed_slice()),
+                    }),
+                };
+                pairs.extend(
+                    part.kept
+                        .into_iter()
+                        .map(|(p, span)| (p, kept::Span { source, ..span })),
+                );
                 Ok(())
             },
         )?;
@@ -326,10 +353,12 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     for name in &export.skipped {
         eprintln!("jakguard: {name}: skipped: the file name names no FHIR resource type");
     }
+    let kept = kept::Kept::group(patients.len(), pairs);
 
     split(2);
 
-    // Pass 4: assess the cohort in id order.
+    // Pass 4: each cohort patient's lines read again, the record built and assessed, in
+    // id order.
     let mut order: Vec<(&str, u32)> = in_cohort
         .iter()
         .enumerate()
@@ -343,21 +372,34 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
         as_of: settings.as_of,
         drugs: vec![],
     };
+    let files: Vec<(&'static str, String)> = export
+        .files
+        .iter()
+        .map(|f| (f.resource_type, f.name.clone()))
+        .collect();
+    let reread = kept::Reread {
+        kb,
+        sources: &sources,
+        files: &files,
+        patients: &patients,
+        medications: &medications,
+    };
     let mut tally = Tally::default();
     let bar = progress_bar(order.len() as u64, "assessing", PATIENTS);
-    let builders = &mut builders;
     pipeline::ordered(
         rayon::current_num_threads(),
-        order.chunks(ASSESS_BATCH).map(|batch| {
+        order.chunks(ASSESS_BATCH),
+        |batch| -> Vec<_> {
+            let mut scratch = vec![];
             batch
                 .iter()
-                .map(|(id, i)| (*id, builders.remove(i).unwrap_or_default()))
-                .collect::<Vec<_>>()
-        }),
-        |batch| -> Vec<_> {
-            batch
-                .into_iter()
-                .map(|(id, b)| (id, assess_one(kb, &opts, id, b)))
+                .map(|&(id, p)| {
+                    let done = match reread.record(p, kept.of(p), &mut scratch) {
+                        Ok(builder) => assess_one(kb, &opts, id, builder),
+                        Err(e) => (error_line(id, &e), None),
+                    };
+                    (id, done)
+                })
                 .collect()
         },
         |done| -> anyhow::Result<()> {
@@ -425,90 +467,68 @@ fn formulary<'m>(
     medications.get(id).map(|j| (j.as_ref(), None))
 }
 
-/// What one chunk contributes: resources, bad lines, and pieces of cohort records.
+/// What one chunk contributes: resources, bad lines, and where the cohort's lines are.
 struct ChunkPart {
     resources: u64,
     bad: Vec<(u64, String)>,
-    builders: Vec<(u32, RecordBuilder)>,
+    /// The cohort's lines (their `source` is set when the part is merged).
+    kept: Vec<(u32, kept::Span)>,
+    /// When the lines are copied (gzip): their text, which the spans' offsets point into.
+    text: Vec<u8>,
 }
 
+/// Checks every line of a chunk and notes the cohort's: their offset in the file, or with
+/// `copy`, their text.
 fn read_chunk(
-    kb: &Knowledge,
     chunk: &Chunk,
     ty: &str,
-    file: &str,
     patients: &PatientIndex,
     in_cohort: &[bool],
-    medications: &HashMap<Box<str>, Box<str>>,
+    copy: bool,
 ) -> ChunkPart {
     let mut part = ChunkPart {
         resources: 0,
         bad: vec![],
-        builders: vec![],
+        kept: vec![],
+        text: vec![],
     };
-    let mut local: HashMap<u32, RecordBuilder, foldhash::fast::RandomState> = HashMap::default();
-    let quick = line::QuickSubject::for_type(ty);
-    for (n, bytes) in chunk.lines() {
-        // Most lines of a cohort patient are read once, by the engine, here; every other
-        // line goes the careful way below (head, then the engine's forgiving reading).
-        if let Some(quick) = &quick
-            && let Some(p) = quick.patient(bytes, patients)
-            && in_cohort[p as usize]
-            && let Some((p, mut resource)) = line::read_strict(bytes, ty, patients)
-        {
-            part.resources += 1;
-            // The guess can be wrong (a nested reference): the real patient counts.
-            if in_cohort[p as usize] {
-                // Checked: the builder is this patient's alone and needs no copy of it.
-                resource.forget_subject();
-                let at = LineAt { file, line: n };
-                local.entry(p).or_default().add_strict(resource, &at);
+    for (n, at, bytes) in chunk.lines_at() {
+        let keep = match line::read(bytes, ty, Some(patients)) {
+            Line::Blank => continue,
+            Line::Bad(reason) => {
+                part.bad.push((n, reason));
+                continue;
             }
+            Line::Other | Line::Medication { .. } => None,
+            Line::Patient { id, .. } => patients.get(&id),
+            Line::About { patient, .. } => Some(patient),
+        };
+        part.resources += 1;
+        let Some(p) = keep.filter(|p| in_cohort[*p as usize]) else {
             continue;
-        }
-        let l = line::read(bytes, ty, Some(patients));
-        if !matches!(l, Line::Blank | Line::Bad(_)) {
-            part.resources += 1;
-        }
-        match l {
-            Line::Blank | Line::Other | Line::Medication { .. } => {}
-            Line::Bad(reason) => part.bad.push((n, reason)),
-            Line::Patient { id, json } => {
-                if let Some(p) = patients.get(&id)
-                    && in_cohort[p as usize]
-                {
-                    local
-                        .entry(p)
-                        .or_default()
-                        .add_json(json, &format!("{file}:{n}"), None);
-                }
-            }
-            Line::About {
-                patient,
-                json,
-                medication,
-                ..
-            } => {
-                if !in_cohort[patient as usize] {
-                    continue;
-                }
-                let b = local.entry(patient).or_default();
-                if let Some((m, full_url)) = medication
-                    .as_deref()
-                    .and_then(|r| formulary(medications, r))
-                {
-                    b.add_json(m, "Medication", full_url);
-                }
-                b.add_json(json, &format!("{file}:{n}"), None);
-            }
-        }
-    }
-    for (p, mut b) in local {
-        // Observations no lab reads (vital signs, surveys…) add nothing to an assessment;
-        // dropping them here keeps memory to what the rules use.
-        b.retain_observations(|o| !engine::facts::labs_of(kb, &o.code).is_empty());
-        b.shrink_to_fit();
-        part.builders.push((p, b));
+        };
+        let Ok(len) = u32::try_from(bytes.len()) else {
+            // A single resource over 4 GB: not something any record could hold.
+            part.bad.push((n, "a line longer than 4 GB".into()));
+            continue;
+        };
+        let at = if copy {
+            let start = part.text.len() as u64;
+            part.text.extend_from_slice(bytes);
+            part.text.push(b'\n');
+            start
+        } else {
+            at
+        };
+        part.kept.push((
+            p,
+            kept::Span {
+                source: 0,
+                len,
+                at,
+                line: n,
+            },
+        ));
     }
     part
 }
@@ -538,19 +558,19 @@ fn assess_one(
             // Sized for a typical report (about 30 KB) so the text is not grown step by step.
             let mut json = Vec::with_capacity(48 << 10);
             if let Err(e) = serde_json::to_writer(&mut json, &report) {
-                json = serde_json::json!({"patient": {"id": id}, "error": format!("cannot serialise the report: {e}")})
-                    .to_string()
-                    .into_bytes();
+                json = error_line(id, &format!("cannot serialise the report: {e}"));
             }
             (json, Some(PatientFigures::of(&report)))
         }
-        Err(e) => (
-            serde_json::json!({"patient": {"id": id}, "error": e.to_string()})
-                .to_string()
-                .into_bytes(),
-            None,
-        ),
+        Err(e) => (error_line(id, &e.to_string()), None),
     }
+}
+
+/// The result line of a patient who could not be assessed, and why.
+fn error_line(id: &str, error: &str) -> Vec<u8> {
+    serde_json::json!({"patient": {"id": id}, "error": error})
+        .to_string()
+        .into_bytes()
 }
 
 /// `--parse-only`: the bare cost of reading every file and parsing every line as JSON,

@@ -26,12 +26,19 @@ static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 pub struct Chunk {
     /// The 1-based number of the chunk's first line.
     pub first_line: u64,
+    /// Where `data` starts in the file (in the decompressed text for gzip).
+    pub offset: u64,
     pub data: Vec<u8>,
 }
 
 impl Chunk {
     /// The lines with their numbers, without the line ending.
     pub fn lines(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.lines_at().map(|(n, _, line)| (n, line))
+    }
+
+    /// The lines with their numbers and their byte offsets in the file.
+    pub fn lines_at(&self) -> impl Iterator<Item = (u64, u64, &[u8])> {
         let body = self.data.strip_suffix(b"\n").unwrap_or(&self.data);
         let mut start = 0usize;
         let mut number = self.first_line;
@@ -39,12 +46,13 @@ impl Chunk {
             if start > body.len() {
                 return None;
             }
+            let at = self.offset + start as u64;
             let rest = &body[start..];
             let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
             let line = &rest[..end];
             start += end + 1;
             number += 1;
-            Some((number - 1, line.strip_suffix(b"\r").unwrap_or(line)))
+            Some((number - 1, at, line.strip_suffix(b"\r").unwrap_or(line)))
         })
     }
 }
@@ -128,6 +136,8 @@ struct ChunkReader {
     carry: Vec<u8>,
     /// The number of the next line.
     line: u64,
+    /// Bytes handed out in chunks so far: the offset of the next chunk.
+    offset: u64,
     failure: Option<ReadFailure>,
     done: bool,
 }
@@ -149,6 +159,7 @@ impl ChunkReader {
             reader,
             carry: vec![],
             line: 1,
+            offset: 0,
             failure: None,
             done: false,
         })
@@ -170,8 +181,10 @@ impl ChunkReader {
                 }
                 let chunk = Chunk {
                     first_line: self.line,
+                    offset: self.offset,
                     data: buf,
                 };
+                self.offset += chunk.data.len() as u64;
                 return Ok(Some(chunk));
             }
             // Only the part just read can hold the last newline (the carry has none).
@@ -181,9 +194,11 @@ impl ChunkReader {
                 let count = memchr::memchr_iter(b'\n', &buf).count() as u64;
                 let chunk = Chunk {
                     first_line: self.line,
+                    offset: self.offset,
                     data: buf,
                 };
                 self.line += count;
+                self.offset += chunk.data.len() as u64;
                 return Ok(Some(chunk));
             }
             // One line longer than a chunk: keep reading until it ends.
