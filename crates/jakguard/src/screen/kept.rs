@@ -206,7 +206,7 @@ impl Reread<'_> {
         builder: &mut RecordBuilder,
         p: u32,
         bytes: &[u8],
-        ty: &str,
+        ty: &'static str,
         name: &str,
         n: u64,
         strict: bool,
@@ -226,7 +226,7 @@ impl Reread<'_> {
             );
             return Ok(());
         }
-        match line::read(bytes, ty, Some(self.patients)) {
+        match line::read(bytes, ty, Some(&mut line::Resolver::new(self.patients))) {
             Line::Patient { id, json } if self.patients.get(&id) == Some(p) => {
                 builder.add_json(json, &format!("{name}:{n}"), None);
                 Ok(())

@@ -112,6 +112,36 @@ impl PatientIndex {
     }
 }
 
+/// Resolves patient references with a memory of the last one: the lines of one patient
+/// usually follow each other, and comparing with the previous reference is cheaper than a
+/// hash lookup in an index of millions.
+pub struct Resolver<'a> {
+    index: &'a PatientIndex,
+    last: Vec<u8>,
+    found: Option<u32>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(index: &'a PatientIndex) -> Self {
+        Resolver {
+            index,
+            last: Vec::new(),
+            found: None,
+        }
+    }
+
+    /// As `PatientIndex::resolve`.
+    pub fn resolve(&mut self, reference: &str) -> Option<u32> {
+        if !self.last.is_empty() && self.last == reference.as_bytes() {
+            return self.found;
+        }
+        self.found = self.index.resolve(reference);
+        self.last.clear();
+        self.last.extend_from_slice(reference.as_bytes());
+        self.found
+    }
+}
+
 /// The id inside a patient reference, if it has the shape of one.
 pub fn patient_id_of(reference: &str) -> Option<&str> {
     // The usual form first, without searching the string for its last slash.
@@ -132,7 +162,11 @@ pub fn patient_id_of(reference: &str) -> Option<&str> {
 
 /// Reads one line of a file of `file_type` resources. `patients` is `None` while the
 /// patients themselves are being read (subjects are not resolved then).
-pub fn read<'a>(bytes: &'a [u8], file_type: &str, patients: Option<&PatientIndex>) -> Line<'a> {
+pub fn read<'a>(
+    bytes: &'a [u8],
+    file_type: &'static str,
+    patients: Option<&mut Resolver<'_>>,
+) -> Line<'a> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Line::Blank;
     }
@@ -146,8 +180,14 @@ pub fn read<'a>(bytes: &'a [u8], file_type: &str, patients: Option<&PatientIndex
     let Some(ty) = head.resource_type.as_deref() else {
         return Line::Bad("no `resourceType`".into());
     };
-    let Some(ty) = export::resource_type(ty) else {
-        return Line::Bad("unknown resource type".into());
+    // The usual case needs no search through the list of types.
+    let ty = if ty == file_type {
+        file_type
+    } else {
+        match export::resource_type(ty) {
+            Some(t) => t,
+            None => return Line::Bad("unknown resource type".into()),
+        }
     };
     if ty != file_type {
         return Line::Bad(format!("a {ty} in a file of {file_type} resources"));
@@ -256,6 +296,40 @@ mod tests {
     }
 
     #[test]
+    fn the_resolver_remembers_the_last_reference_and_only_that() {
+        let mut ix = PatientIndex::default();
+        ix.insert("p1");
+        ix.insert("p2");
+        let mut who = Resolver::new(&ix);
+        let seq = [
+            "Patient/p1",
+            "Patient/p1",
+            "Patient/p2",
+            "Patient/zz",
+            "Patient/zz",
+            "urn:uuid:p1",
+            "",
+            "Patient/p2",
+        ];
+        let got: Vec<Option<u32>> = seq.iter().map(|r| who.resolve(r)).collect();
+        let want: Vec<Option<u32>> = seq.iter().map(|r| ix.resolve(r)).collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            got,
+            vec![
+                Some(0),
+                Some(0),
+                Some(1),
+                None,
+                None,
+                Some(0),
+                None,
+                Some(1)
+            ]
+        );
+    }
+
+    #[test]
     fn the_strict_reading_finds_the_real_subject_and_refuses_what_it_must() {
         let mut ix = PatientIndex::default();
         ix.insert("p1");
@@ -282,10 +356,12 @@ mod tests {
     fn bad_lines_say_why_without_quoting_the_line() {
         let mut ix = PatientIndex::default();
         ix.insert("p1");
-        let reason = |s: &str, ty: &str| match read(s.as_bytes(), ty, Some(&ix)) {
-            Line::Bad(r) => r,
-            _ => String::from("not bad"),
-        };
+        let reason =
+            |s: &str, ty: &'static str| match read(s.as_bytes(), ty, Some(&mut Resolver::new(&ix)))
+            {
+                Line::Bad(r) => r,
+                _ => String::from("not bad"),
+            };
         assert!(reason(r#"{"resourceType":"Observation","#, "Observation").contains("truncated"));
         assert!(reason(r#"{"resourceType":"Observation" "x"}"#, "Observation").contains("column"));
         assert_eq!(
@@ -313,10 +389,13 @@ mod tests {
             read(
                 br#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#,
                 "Observation",
-                Some(&ix)
+                Some(&mut Resolver::new(&ix))
             ),
             Line::About { patient: 0, .. }
         ));
-        assert!(matches!(read(b"  ", "Observation", Some(&ix)), Line::Blank));
+        assert!(matches!(
+            read(b"  ", "Observation", Some(&mut Resolver::new(&ix))),
+            Line::Blank
+        ));
     }
 }

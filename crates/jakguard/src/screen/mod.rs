@@ -237,13 +237,14 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
             &bar,
             |chunk: &Chunk| {
                 let mut found = vec![];
+                let mut who = line::Resolver::new(&patients);
                 for (_, bytes) in chunk.lines() {
                     if let Line::About {
                         patient,
                         json,
                         medication,
                         ..
-                    } = line::read(bytes, ty, Some(&patients))
+                    } = line::read(bytes, ty, Some(&mut who))
                     {
                         let med = medication
                             .as_deref()
@@ -481,7 +482,7 @@ struct ChunkPart {
 /// `copy`, their text.
 fn read_chunk(
     chunk: &Chunk,
-    ty: &str,
+    ty: &'static str,
     patients: &PatientIndex,
     in_cohort: &[bool],
     copy: bool,
@@ -492,8 +493,9 @@ fn read_chunk(
         kept: vec![],
         text: vec![],
     };
+    let mut who = line::Resolver::new(patients);
     for (n, at, bytes) in chunk.lines_at() {
-        let keep = match line::read(bytes, ty, Some(patients)) {
+        let keep = match line::read(bytes, ty, Some(&mut who)) {
             Line::Blank => continue,
             Line::Bad(reason) => {
                 part.bad.push((n, reason));
