@@ -32,7 +32,10 @@ pub struct Evidence {
     pub value: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::report::iso_date::maybe"
+    )]
     pub date: Option<NaiveDate>,
     /// `text` when the entry was recognised only by name (lower confidence).
     #[serde(skip_serializing_if = "Option::is_none")]

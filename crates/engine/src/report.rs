@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    #[serde(serialize_with = "iso_date::one")]
     pub as_of: NaiveDate,
     pub knowledge: KnowledgeInfo,
     pub patient: PatientSummary,
@@ -38,6 +39,7 @@ pub struct PatientSummary {
     pub age: Option<i32>,
     /// `female`, `male`, `other`, `unknown`, or null when not recorded.
     pub sex: Option<&'static str>,
+    #[serde(serialize_with = "iso_date::maybe")]
     pub birth_date: Option<NaiveDate>,
 }
 
@@ -47,7 +49,10 @@ pub struct Assessment {
     pub brands: Vec<String>,
     /// `start` (not on this drug yet) or `on-treatment`.
     pub phase: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "iso_date::maybe"
+    )]
     pub treatment_start: Option<NaiveDate>,
     pub decision: Decision,
     pub dose: Option<DoseAdvice>,
@@ -204,11 +209,17 @@ pub struct MonitoringEntry {
     pub labs: Vec<String>,
     pub status: MonitoringStatus,
     /// The next check: due between these dates.
+    #[serde(serialize_with = "iso_date::maybe")]
     pub due_from: Option<NaiveDate>,
+    #[serde(serialize_with = "iso_date::maybe")]
     pub due_by: Option<NaiveDate>,
     /// The plan from the start date (first check, then the repeats in the first year).
+    #[serde(serialize_with = "iso_date::many")]
     pub schedule: Vec<NaiveDate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "iso_date::maybe"
+    )]
     pub last_done: Option<NaiveDate>,
     pub verified: bool,
     pub citations: Vec<Arc<CitationOut>>,
@@ -220,6 +231,7 @@ pub struct ScoreInput {
     #[serde(with = "rust_decimal::serde::float")]
     pub value: Decimal,
     pub source: String,
+    #[serde(serialize_with = "iso_date::one")]
     pub date: NaiveDate,
 }
 
@@ -230,6 +242,7 @@ pub struct ScoreResult {
     #[serde(with = "rust_decimal::serde::float")]
     pub value: Decimal,
     pub state: Option<String>,
+    #[serde(serialize_with = "iso_date::one")]
     pub date: NaiveDate,
     pub inputs: Vec<ScoreInput>,
     pub citations: Vec<Arc<CitationOut>>,
@@ -254,5 +267,89 @@ pub fn match_note(m: Option<MatchKind>) -> &'static str {
     match m {
         Some(MatchKind::Text) => " [matched by name only]",
         _ => "",
+    }
+}
+
+/// Dates as reports write them, `YYYY-MM-DD`, without going through `fmt` for every digit
+/// (a population screen writes millions of them). Years outside 0–9999 take chrono's own
+/// serialisation, so the text is always exactly chrono's.
+pub(crate) mod iso_date {
+    use chrono::{Datelike, NaiveDate};
+    use serde::{Serialize, Serializer};
+
+    pub fn one<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
+        let Ok(year) = u16::try_from(d.year()) else {
+            return d.serialize(s);
+        };
+        if year > 9999 {
+            return d.serialize(s);
+        }
+        let mut b = *b"0000-00-00";
+        let digits = |out: &mut [u8], mut v: u32| {
+            for slot in out.iter_mut().rev() {
+                *slot = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        digits(&mut b[0..4], u32::from(year));
+        digits(&mut b[5..7], d.month());
+        digits(&mut b[8..10], d.day());
+        // Only ASCII digits and dashes were written.
+        match std::str::from_utf8(&b) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => d.serialize(s),
+        }
+    }
+
+    pub fn maybe<S: Serializer>(d: &Option<NaiveDate>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => one(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn many<S: Serializer>(ds: &[NaiveDate], s: S) -> Result<S::Ok, S::Error> {
+        struct One<'a>(&'a NaiveDate);
+        impl Serialize for One<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                one(self.0, s)
+            }
+        }
+        s.collect_seq(ds.iter().map(One))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_text_is_chronos_for_every_year() {
+            let mut dates: Vec<NaiveDate> = [
+                (2026, 3, 1),
+                (1, 1, 1),
+                (0, 12, 31),
+                (999, 7, 4),
+                (9999, 12, 31),
+                (10000, 1, 1),
+                (-1, 6, 15),
+                (1975, 12, 5),
+            ]
+            .iter()
+            .filter_map(|&(y, m, d)| NaiveDate::from_ymd_opt(y, m, d))
+            .collect();
+            dates.push(NaiveDate::MIN);
+            dates.push(NaiveDate::MAX);
+            assert_eq!(dates.len(), 10);
+            for d in &dates {
+                let ours = one(d, serde_json::value::Serializer).unwrap();
+                assert_eq!(ours, serde_json::to_value(d).unwrap(), "{d:?}");
+            }
+            let many_ours = many(&dates, serde_json::value::Serializer).unwrap();
+            assert_eq!(many_ours, serde_json::to_value(&dates).unwrap());
+            assert_eq!(
+                maybe(&None, serde_json::value::Serializer).unwrap(),
+                serde_json::Value::Null
+            );
+        }
     }
 }
