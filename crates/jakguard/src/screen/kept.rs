@@ -171,11 +171,14 @@ impl Reread<'_> {
             let bytes: &[u8] = match &source.backing {
                 Backing::Disk(file) => {
                     let len = usize::try_from(stop - first.at).map_err(|_| changed(first.line))?;
-                    scratch.clear();
-                    scratch.resize(len, 0);
-                    file.read_exact_at(scratch, first.at)
+                    // Grown, never cleared: old bytes are read over, not zeroed first.
+                    if scratch.len() < len {
+                        scratch.resize(len, 0);
+                    }
+                    let into = &mut scratch[..len];
+                    file.read_exact_at(into, first.at)
                         .map_err(|e| format!("{name}:{}: cannot read again: {e}", first.line))?;
-                    scratch
+                    into
                 }
                 Backing::Memory(buf) => usize::try_from(first.at)
                     .ok()
