@@ -292,6 +292,17 @@ fn bad_lines_are_counted_and_reported_by_file_and_line_and_the_run_goes_on() {
             ],
         ],
     );
+    // A plain file too, whose bad lines name a screened patient in their bytes: they are
+    // found bad when read in full (the last pass), and still counted and listed.
+    write(
+        &export,
+        "Observation.ndjson",
+        &[
+            r#"{"resourceType":"Observation","id":"o6","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"}}"#,
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"code":"#,
+            r#"{"resourceType":"Observation","id":"o7","contained":[{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}]}"#,
+        ],
+    );
     write(&export, "notes.ndjson", &[r#"{"resourceType":"Basic"}"#]);
     let o = screen(&export, &out, &[]);
     let err = text(&o.stderr);
@@ -303,6 +314,8 @@ fn bad_lines_are_counted_and_reported_by_file_and_line_and_the_run_goes_on() {
         "Observation.ndjson.gz:3: Observation without `subject.reference`",
         "Observation.ndjson.gz:4: `subject` does not refer to a Patient of this export",
         "Observation.ndjson.gz:5: no `resourceType`",
+        "Observation.ndjson:2: truncated JSON",
+        "Observation.ndjson:3: Observation without `subject.reference`",
     ];
     for e in expected {
         assert!(err.contains(e), "missing `{e}` in:\n{err}");
@@ -314,6 +327,9 @@ fn bad_lines_are_counted_and_reported_by_file_and_line_and_the_run_goes_on() {
     );
     let listed = std::fs::read_to_string(out.join("screen-bad-lines.txt")).unwrap();
     assert_eq!(listed.lines().count(), expected.len(), "{listed}");
+    // Those found in the last pass come after the reading pass's, in file order per patient.
+    let last: Vec<&str> = listed.lines().skip(expected.len() - 2).collect();
+    assert_eq!(last, expected[expected.len() - 2..], "{listed}");
     let sum = summary(&out);
     assert_eq!(sum["run,,,bad-lines"], expected.len() as u64);
     assert_eq!(sum["run,,,files-skipped"], 1);
@@ -337,8 +353,10 @@ fn bad_lines_are_counted_and_reported_by_file_and_line_and_the_run_goes_on() {
             .contains("0.4 10*3/uL on 2026-02-01"),
         "{alc}"
     );
+    // Two patients, the order, the gzip file's and the plain file's one good observation.
     assert!(
-        text(&o.stdout).contains("6 bad lines"),
+        text(&o.stdout).contains("5 resources in 4 files")
+            && text(&o.stdout).contains("8 bad lines"),
         "{}",
         text(&o.stdout)
     );

@@ -32,12 +32,70 @@ const RUN_MAX: u64 = 8 << 20;
 pub struct Span {
     /// Index into `Sources`.
     pub source: u32,
-    /// Length in bytes, without the line ending.
-    pub len: u32,
+    /// Length in bytes, without the line ending (below `MAX_LINE`); the top bit is set for a
+    /// line not yet checked (see `Span::unchecked`).
+    len: u32,
     /// Byte offset of the line in its source.
     pub at: u64,
     /// The line's number in its file, for messages.
     pub line: u64,
+}
+
+/// Kept lines are shorter than this (2 GiB); a longer one is a bad line.
+pub const MAX_LINE: usize = 1 << 31;
+const UNCHECKED: u32 = 1 << 31;
+
+impl Span {
+    /// A line the reading pass checked: it is a valid resource about its patient.
+    pub fn checked(len: u32, at: u64, line: u64) -> Span {
+        Span {
+            source: 0,
+            len: len & !UNCHECKED,
+            at,
+            line,
+        }
+    }
+
+    /// A line whose bytes name its patient beyond doubt (`line::QuickSubject`) and which
+    /// the reading pass therefore did not parse: it is checked when read again, and is a bad
+    /// line then if it is not a valid resource.
+    pub fn unchecked(len: u32, at: u64, line: u64) -> Span {
+        Span {
+            len: (len & !UNCHECKED) | UNCHECKED,
+            ..Span::checked(len, at, line)
+        }
+    }
+
+    /// The same line in another source.
+    pub fn in_source(self, source: u32) -> Span {
+        Span { source, ..self }
+    }
+
+    pub fn len(&self) -> u32 {
+        self.len & !UNCHECKED
+    }
+
+    pub fn is_checked(&self) -> bool {
+        self.len & UNCHECKED == 0
+    }
+}
+
+/// A patient's record as read again, with what the unchecked lines turned out to be.
+#[derive(Default)]
+pub struct Reread {
+    pub builder: RecordBuilder,
+    /// Unchecked lines that are not valid resources: (export file index, line, reason).
+    pub bad: Vec<(usize, u64, String)>,
+    /// Unchecked lines that are valid resources (checked ones were counted when read).
+    pub resources: u64,
+}
+
+/// What one kept line turned out to be.
+enum Added {
+    Kept,
+    Bad(String),
+    /// Not this patient's line (any more): the export changed.
+    NotTheirs,
 }
 
 /// What a span's bytes are read from.
@@ -92,12 +150,7 @@ impl Kept {
             starts[i + 1] += starts[i];
         }
         let mut next = starts.clone();
-        let placeholder = Span {
-            source: 0,
-            len: 0,
-            at: 0,
-            line: 0,
-        };
+        let placeholder = Span::checked(0, 0, 0);
         let mut spans = vec![placeholder; pairs.len()];
         for (p, span) in pairs {
             let slot = &mut next[p as usize];
@@ -118,7 +171,7 @@ impl Kept {
 }
 
 /// What the assessing pass needs to read kept lines back.
-pub struct Reread<'a> {
+pub struct Rereader<'a> {
     pub kb: &'a Knowledge,
     pub sources: &'a Sources,
     /// Resource type and name of each export file.
@@ -127,31 +180,26 @@ pub struct Reread<'a> {
     pub medications: &'a HashMap<Box<str>, Box<str>>,
 }
 
-impl Reread<'_> {
+impl Rereader<'_> {
     /// Builds patient `p`'s record from its kept lines. `scratch` is reused between calls.
     /// An error means the export could not be read again as it was read before.
-    pub fn record(
-        &self,
-        p: u32,
-        spans: &[Span],
-        scratch: &mut Vec<u8>,
-    ) -> Result<RecordBuilder, String> {
-        let mut builder = RecordBuilder::default();
+    pub fn record(&self, p: u32, spans: &[Span], scratch: &mut Vec<u8>) -> Result<Reread, String> {
+        let mut out = Reread::default();
         let mut i = 0;
         while i < spans.len() {
             // A run of lines that follow each other in the same source: one read.
             let first = spans[i];
             let mut end = i + 1;
-            let mut stop = first.at + u64::from(first.len);
+            let mut stop = first.at + u64::from(first.len());
             // Lines close together are read together, with the few lines between them:
             // bytes from the page cache are cheaper than a system call each.
             while end < spans.len()
                 && spans[end].source == first.source
                 && spans[end].at >= stop
                 && spans[end].at - stop <= RUN_GAP
-                && spans[end].at + u64::from(spans[end].len) - first.at <= RUN_MAX
+                && spans[end].at + u64::from(spans[end].len()) - first.at <= RUN_MAX
             {
-                stop = spans[end].at + u64::from(spans[end].len);
+                stop = spans[end].at + u64::from(spans[end].len());
                 end += 1;
             }
             let source = self
@@ -189,20 +237,27 @@ impl Reread<'_> {
             for span in &spans[i..end] {
                 let from = (span.at - first.at) as usize;
                 let text = bytes
-                    .get(from..from + span.len as usize)
+                    .get(from..from + span.len() as usize)
                     .ok_or_else(|| changed(span.line))?;
-                self.add_line(&mut builder, p, text, ty, name, span.line, strict)
-                    .map_err(|()| changed(span.line))?;
+                match self.add_line(&mut out.builder, p, text, ty, name, span.line, strict) {
+                    Added::Kept if !span.is_checked() => out.resources += 1,
+                    Added::Kept => {}
+                    Added::Bad(reason) if !span.is_checked() => {
+                        out.bad.push((source.file, span.line, reason));
+                    }
+                    Added::Bad(_) | Added::NotTheirs => return Err(changed(span.line)),
+                }
             }
             i = end;
         }
         // Observations no lab reads (vital signs, surveys…) add nothing to an assessment.
-        builder.retain_observations(|o| !engine::facts::labs_of(self.kb, &o.code).is_empty());
-        Ok(builder)
+        out.builder
+            .retain_observations(|o| !engine::facts::labs_of(self.kb, &o.code).is_empty());
+        Ok(out)
     }
 
     /// Adds one kept line of patient `p`: the engine's strict one-pass reading when the line
-    /// allows it, else the careful reading. `Err` when the line is no longer one of `p`'s.
+    /// allows it, else the careful reading (which says why a bad line is bad).
     #[allow(clippy::too_many_arguments)]
     fn add_line(
         &self,
@@ -213,10 +268,10 @@ impl Reread<'_> {
         name: &str,
         n: u64,
         strict: bool,
-    ) -> Result<(), ()> {
+    ) -> Added {
         if strict && let Some((q, mut resource)) = line::read_strict(bytes, ty, self.patients) {
             if q != p {
-                return Err(());
+                return Added::NotTheirs;
             }
             // Checked: the builder is this patient's alone and needs no copy of it.
             resource.forget_subject();
@@ -227,12 +282,12 @@ impl Reread<'_> {
                     line: n,
                 },
             );
-            return Ok(());
+            return Added::Kept;
         }
         match line::read(bytes, ty, Some(&mut line::Resolver::new(self.patients))) {
             Line::Patient { id, json } if self.patients.get(&id) == Some(p) => {
                 builder.add_json(json, &format!("{name}:{n}"), None);
-                Ok(())
+                Added::Kept
             }
             Line::About {
                 patient,
@@ -246,9 +301,10 @@ impl Reread<'_> {
                     builder.add_json(m, "Medication", full_url);
                 }
                 builder.add_json(json, &format!("{name}:{n}"), None);
-                Ok(())
+                Added::Kept
             }
-            _ => Err(()),
+            Line::Bad(reason) => Added::Bad(reason),
+            _ => Added::NotTheirs,
         }
     }
 }
@@ -258,12 +314,7 @@ mod tests {
     use super::*;
 
     fn span(line: u64) -> Span {
-        Span {
-            source: 0,
-            len: 1,
-            at: line * 10,
-            line,
-        }
+        Span::checked(1, line * 10, line)
     }
 
     /// Spans for every line of `text`, all for patient 0, from source 0.
@@ -272,12 +323,7 @@ mod tests {
         let mut out = vec![];
         for (i, l) in text.split('\n').enumerate() {
             if !l.is_empty() {
-                out.push(Span {
-                    source: 0,
-                    len: l.len() as u32,
-                    at,
-                    line: i as u64 + 1,
-                });
+                out.push(Span::checked(l.len() as u32, at, i as u64 + 1));
             }
             at += l.len() as u64 + 1;
         }
@@ -318,7 +364,7 @@ mod tests {
         assert_eq!(sources.add(disk), 0);
         let files = vec![("Observation", "Observation.ndjson".to_string())];
         let medications = HashMap::new();
-        let reread = Reread {
+        let reread = Rereader {
             kb: &kb,
             sources: &sources,
             files: &files,
@@ -329,6 +375,7 @@ mod tests {
         let record = reread
             .record(0, &spans, &mut scratch)
             .expect("readable")
+            .builder
             .finish()
             .expect("a record");
         let refs: Vec<&str> = record
@@ -346,19 +393,54 @@ mod tests {
             file: 0,
             backing: Backing::Memory(text.as_bytes().into()),
         });
-        let from_memory = Reread {
+        let from_memory = Rereader {
             sources: &memory,
             ..reread
         };
         let again = from_memory
             .record(0, &spans, &mut scratch)
             .expect("readable")
+            .builder
             .finish()
             .expect("a record");
         assert_eq!(
             format!("{:?}", again.observations),
             format!("{:?}", record.observations)
         );
+
+        // Unchecked lines (their patient told by their bytes) are checked now: the valid ones
+        // count as resources, a bad one is a bad line, not a failure.
+        let bad_line =
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"code":"#;
+        let mixed = format!("{}\n{bad_line}\n", lymph("p1", 4));
+        let mut memory = Sources::default();
+        memory.add(Source {
+            file: 0,
+            backing: Backing::Memory(mixed.as_bytes().into()),
+        });
+        let unchecked: Vec<Span> = spans_of(&mixed)
+            .iter()
+            .map(|s| Span::unchecked(s.len(), s.at, s.line))
+            .collect();
+        assert!(unchecked.iter().all(|s| !s.is_checked() && s.len() > 0));
+        let from_memory = Rereader {
+            sources: &memory,
+            ..reread
+        };
+        let got = from_memory
+            .record(0, &unchecked, &mut scratch)
+            .expect("a bad unchecked line is not a failure");
+        assert_eq!(got.resources, 1);
+        assert_eq!(got.bad.len(), 1);
+        assert_eq!((got.bad[0].0, got.bad[0].1), (0, 2));
+        assert!(got.bad[0].2.contains("JSON"), "{}", got.bad[0].2);
+        assert_eq!(got.builder.finish().expect("record").observations.len(), 1);
+        // The same bad line, checked in the reading pass, can only mean a changed export.
+        let err = from_memory
+            .record(0, &spans_of(&mixed), &mut scratch)
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("Observation.ndjson:2 changed"), "{err}");
 
         // The file changes under the screen: p1's first line is now p2's. Not assessed.
         let changed = text.replacen("Patient/p1", "Patient/p2", 1);

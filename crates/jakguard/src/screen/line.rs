@@ -246,6 +246,56 @@ pub fn strict_readable(file_type: &str) -> bool {
     !file_type.starts_with("Medication") && patient_field(file_type).is_some()
 }
 
+/// The patient a line is about, told from its bytes alone when they leave no doubt: the
+/// line's only `"subject"` (or `"patient"`) member is written `"subject":{"reference":"…"}`
+/// without spaces or escapes, as exporters write it. Then, if the line is a valid resource
+/// of its file's type at all, it is about that patient: a JSON string cannot hold an
+/// unescaped quote, so the text `"subject"` occurs once only if there is one such member,
+/// and the line's own patient reference would be that member. Whether the line is valid is
+/// for the engine's strict reading to say when the line is read in full (a line it refuses
+/// is a bad line then).
+pub struct QuickSubject {
+    /// `"subject":{"reference":"`
+    member: &'static [u8],
+    /// `"subject"`
+    key: memchr::memmem::Finder<'static>,
+}
+
+impl QuickSubject {
+    /// For the types `strict_readable` allows.
+    pub fn for_type(file_type: &str) -> Option<QuickSubject> {
+        if !strict_readable(file_type) {
+            return None;
+        }
+        let (member, key): (&'static [u8], &'static [u8]) = match patient_field(file_type)? {
+            PatientField::Subject => (b"\"subject\":{\"reference\":\"", b"\"subject\""),
+            PatientField::Patient => (b"\"patient\":{\"reference\":\"", b"\"patient\""),
+        };
+        Some(QuickSubject {
+            member,
+            key: memchr::memmem::Finder::new(key),
+        })
+    }
+
+    pub fn patient(&self, line: &[u8], who: &mut Resolver<'_>) -> Option<u32> {
+        // The first occurrence of the key is the member, and there is no other.
+        let found = self.key.find(line)?;
+        if !line[found..].starts_with(self.member) {
+            return None;
+        }
+        let after = found + self.key.needle().len();
+        if self.key.find(&line[after..]).is_some() {
+            return None;
+        }
+        let rest = &line[found + self.member.len()..];
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        who.resolve(std::str::from_utf8(&rest[..end]).ok()?)
+    }
+}
+
 /// The engine's strict one-pass reading of a line of `file_type` resources: the resource
 /// and the patient of the export it names. `None` when the line needs the careful reading:
 /// not UTF-8, not valid, another type, no patient reference, or one that names no patient
@@ -326,6 +376,60 @@ mod tests {
                 None,
                 Some(1)
             ]
+        );
+    }
+
+    #[test]
+    fn the_bytes_tell_the_patient_only_when_they_leave_no_doubt() {
+        let mut ix = PatientIndex::default();
+        ix.insert("p1");
+        ix.insert("p2");
+        let mut who = Resolver::new(&ix);
+        let quick = QuickSubject::for_type("Observation").expect("observations name a subject");
+        assert!(QuickSubject::for_type("MedicationRequest").is_none());
+        assert!(QuickSubject::for_type("Patient").is_none());
+        let imm = QuickSubject::for_type("Immunization").expect("immunizations name a patient");
+        let mut guess = |q: &QuickSubject, line: &str| q.patient(line.as_bytes(), &mut who);
+        assert_eq!(
+            guess(
+                &quick,
+                r#"{"resourceType":"Observation","subject":{"reference":"Patient/p2"},"code":{"text":"x"}}"#
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            guess(
+                &imm,
+                r#"{"resourceType":"Immunization","patient":{"reference":"Patient/p1"}}"#
+            ),
+            Some(0)
+        );
+        // Two subjects (one nested): no guess, whichever comes first.
+        let nested = r#"{"resourceType":"Observation","contained":[{"resourceType":"Observation","subject":{"reference":"Patient/p2"}}],"subject":{"reference":"Patient/p1"}}"#;
+        assert_eq!(guess(&quick, nested), None);
+        let spaced = r#"{"resourceType":"Observation","subject": {"reference": "Patient/p1"},"contained":[{"subject":{"reference":"Patient/p2"}}]}"#;
+        assert_eq!(guess(&quick, spaced), None);
+        // Spaces, escapes, an unknown patient or no subject: no guess.
+        assert_eq!(
+            guess(&quick, r#"{"subject": {"reference": "Patient/p1"}}"#),
+            None
+        );
+        assert_eq!(
+            guess(&quick, r#"{"subject":{"reference":"Patient\/p1"}}"#),
+            None
+        );
+        assert_eq!(
+            guess(&quick, r#"{"subject":{"reference":"Patient/zz"}}"#),
+            None
+        );
+        assert_eq!(guess(&quick, r#"{"resourceType":"Observation"}"#), None);
+        // A string holding the word in escaped quotes is not a member.
+        assert_eq!(
+            guess(
+                &quick,
+                r#"{"note":"the \"subject\" is","subject":{"reference":"Patient/p1"}}"#
+            ),
+            Some(0)
         );
     }
 

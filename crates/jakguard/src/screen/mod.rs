@@ -320,7 +320,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
                 pairs.extend(
                     part.kept
                         .into_iter()
-                        .map(|(p, span)| (p, kept::Span { source, ..span })),
+                        .map(|(p, span)| (p, span.in_source(source))),
                 );
                 Ok(())
             },
@@ -336,24 +336,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
             });
         }
     }
-    bad_out.flush()?;
     bar.finish_and_clear();
-    for b in bad.iter().take(BAD_LINES_SHOWN) {
-        eprintln!(
-            "jakguard: {}:{}: {}",
-            export.files[b.file].name, b.line, b.reason
-        );
-    }
-    if bad_count > BAD_LINES_SHOWN as u64 {
-        eprintln!(
-            "jakguard: … {} more bad lines in {}",
-            bad_count - BAD_LINES_SHOWN as u64,
-            bad_path.display()
-        );
-    }
-    for name in &export.skipped {
-        eprintln!("jakguard: {name}: skipped: the file name names no FHIR resource type");
-    }
     let kept = kept::Kept::group(patients.len(), pairs);
 
     split(2);
@@ -378,7 +361,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
         .iter()
         .map(|f| (f.resource_type, f.name.clone()))
         .collect();
-    let reread = kept::Reread {
+    let reread = kept::Rereader {
         kb,
         sources: &sources,
         files: &files,
@@ -394,17 +377,32 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
             let mut scratch = vec![];
             batch
                 .iter()
-                .map(|&(id, p)| {
-                    let done = match reread.record(p, kept.of(p), &mut scratch) {
-                        Ok(builder) => assess_one(kb, &opts, id, builder),
-                        Err(e) => (error_line(id, &e), None),
-                    };
-                    (id, done)
-                })
+                .map(
+                    |&(id, p)| match reread.record(p, kept.of(p), &mut scratch) {
+                        Ok(r) => {
+                            let done = assess_one(kb, &opts, id, r.builder);
+                            (id, done, r.bad, r.resources)
+                        }
+                        Err(e) => (id, (error_line(id, &e), None), vec![], 0),
+                    },
+                )
                 .collect()
         },
         |done| -> anyhow::Result<()> {
-            for (id, (json, figures)) in done {
+            for (id, (json, figures), bad_lines, more) in done {
+                resources += more;
+                // Bad lines found only now follow the reading pass's, patient by patient.
+                for (fi, line, reason) in bad_lines {
+                    bad_count += 1;
+                    writeln!(bad_out, "{}:{line}: {reason}", export.files[fi].name)?;
+                    if bad.len() < html::BAD_LINES_LISTED {
+                        bad.push(BadLine {
+                            file: fi,
+                            line,
+                            reason,
+                        });
+                    }
+                }
                 results.write_all(&json)?;
                 results.write_all(b"\n")?;
                 match figures {
@@ -418,7 +416,25 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     )?;
     results.flush()?;
     drop(results);
+    bad_out.flush()?;
+    drop(bad_out);
     bar.finish_and_clear();
+    for b in bad.iter().take(BAD_LINES_SHOWN) {
+        eprintln!(
+            "jakguard: {}:{}: {}",
+            export.files[b.file].name, b.line, b.reason
+        );
+    }
+    if bad_count > BAD_LINES_SHOWN as u64 {
+        eprintln!(
+            "jakguard: … {} more bad lines in {}",
+            bad_count - BAD_LINES_SHOWN as u64,
+            bad_path.display()
+        );
+    }
+    for name in &export.skipped {
+        eprintln!("jakguard: {name}: skipped: the file name names no FHIR resource type");
+    }
     split(3);
 
     let outcome = Outcome {
@@ -494,7 +510,27 @@ fn read_chunk(
         text: vec![],
     };
     let mut who = line::Resolver::new(patients);
+    let quick = line::QuickSubject::for_type(ty);
     for (n, at, bytes) in chunk.lines_at() {
+        // A line whose bytes say it is about a cohort patient is checked when it is read in
+        // full in the last pass, not parsed twice; every other line is checked here.
+        if let Some(quick) = &quick
+            && let Some(p) = quick.patient(bytes, &mut who)
+            && in_cohort[p as usize]
+            && bytes.len() < kept::MAX_LINE
+        {
+            let len = bytes.len() as u32;
+            let span = if copy {
+                let start = part.text.len() as u64;
+                part.text.extend_from_slice(bytes);
+                part.text.push(b'\n');
+                kept::Span::unchecked(len, start, n)
+            } else {
+                kept::Span::unchecked(len, at, n)
+            };
+            part.kept.push((p, span));
+            continue;
+        }
         let keep = match line::read(bytes, ty, Some(&mut who)) {
             Line::Blank => continue,
             Line::Bad(reason) => {
@@ -509,11 +545,13 @@ fn read_chunk(
         let Some(p) = keep.filter(|p| in_cohort[*p as usize]) else {
             continue;
         };
-        let Ok(len) = u32::try_from(bytes.len()) else {
-            // A single resource over 4 GB: not something any record could hold.
-            part.bad.push((n, "a line longer than 4 GB".into()));
+        if bytes.len() >= kept::MAX_LINE {
+            // A single resource over 2 GB: not something any record could hold.
+            part.bad.push((n, "a line longer than 2 GB".into()));
+            part.resources -= 1;
             continue;
-        };
+        }
+        let len = bytes.len() as u32;
         let at = if copy {
             let start = part.text.len() as u64;
             part.text.extend_from_slice(bytes);
@@ -522,15 +560,7 @@ fn read_chunk(
         } else {
             at
         };
-        part.kept.push((
-            p,
-            kept::Span {
-                source: 0,
-                len,
-                at,
-                line: n,
-            },
-        ));
+        part.kept.push((p, kept::Span::checked(len, at, n)));
     }
     part
 }
