@@ -402,8 +402,8 @@ fn finish_record(
                         r.get("resourceType").and_then(Value::as_str).unwrap_or("")
                     ));
                 }
-                b.add_json(
-                    &r.to_string(),
+                b.add_value(
+                    r,
                     &format!("context.draftOrders.entry[{i}].resource"),
                     e.get("fullUrl").and_then(Value::as_str),
                 );
