@@ -569,6 +569,34 @@ impl RecordBuilder {
         }
     }
 
+    /// Adds one resource already parsed into a JSON value (a CDS Hooks draft order): the
+    /// same as `add_json` on the value's text, without printing the value and parsing it
+    /// again. Only a resource that reads without any error, and has no `contained` resources
+    /// (whose reading depends on their text), takes the short way; any other goes through
+    /// `add_json`, whose messages name the field at fault.
+    pub fn add_value(&mut self, value: &serde_json::Value, location: &str, full_url: Option<&str>) {
+        let kind = value
+            .get("resourceType")
+            .and_then(serde_json::Value::as_str)
+            .map(Kind::of);
+        match kind {
+            // Not read by the rules: `add_json` would only count it.
+            Some(Kind::Other) => {
+                self.resource_count += 1;
+                return;
+            }
+            Some(kind) if kind != Kind::Bundle && value.get("contained").is_none() => {
+                if let Ok(t) = typed(kind, value) {
+                    self.resource_count += 1;
+                    self.push_typed(t, &location, full_url);
+                    return;
+                }
+            }
+            _ => {}
+        }
+        self.add_json(&value.to_string(), location, full_url);
+    }
+
     fn push_typed(&mut self, resource: Typed<'_>, location: &dyn Display, full_url: Option<&str>) {
         match resource {
             Typed::Patient(w) => self.push_patient(*w, location, full_url),
@@ -1548,6 +1576,30 @@ mod tests {
             r#"{"resourceType":"Observation","id":"o","id":"p"}"#,
         ] {
             assert!(Strict::parse(refused).is_none(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_parsed_value_adds_what_its_text_would() {
+        let values = [
+            r#"{"resourceType":"MedicationRequest","id":"d1","status":"draft","intent":"order","subject":{"reference":"Patient/p"},"authoredOn":"2026-11-27","medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"1357547","display":"tofacitinib \"5\" mg"}],"text":"Xeljanz"},"dosageInstruction":[{"text":"5 mg twice daily"}]}"#,
+            r##"{"id":"d2","resourceType":"MedicationRequest","authoredOn":"not a date","medicationReference":{"reference":"#m"},"contained":[{"resourceType":"Medication","id":"m","code":{"text":"x"}}]}"##,
+            r#"{"resourceType":"MedicationRequest","id":"d3","status":5}"#,
+            r#"{"resourceType":"Observation","id":"o","valueQuantity":{"value":12345678901234567890,"unit":"mg"},"effectiveDateTime":"2026-01-02"}"#,
+            r#"{"resourceType":"Observation","id":"o2","valueInteger":5.0}"#,
+            r#"{"resourceType":"ServiceRequest","id":"s"}"#,
+            r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Condition","id":"c"}}]}"#,
+            r#"{"id":"no-type"}"#,
+            r#"[1,2]"#,
+        ];
+        for text in values {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            let mut by_text = RecordBuilder::new();
+            by_text.add_json(&value.to_string(), "draft", Some("urn:uuid:d"));
+            let mut by_value = RecordBuilder::new();
+            by_value.add_value(&value, "draft", Some("urn:uuid:d"));
+            let (a, b) = (by_text.finish().unwrap(), by_value.finish().unwrap());
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text}");
         }
     }
 

@@ -46,7 +46,14 @@ impl Evidence {
     /// One line for people: `Hemoglobin (reported as 8.5 g/dL): 8.5 g/dL (2026-11-20)`.
     /// The age of an age is its text already, so its value is not repeated.
     pub fn line(&self) -> String {
-        let mut s = self.text.clone();
+        let mut s = String::new();
+        self.push_line(&mut s);
+        s
+    }
+
+    /// Appends `line()` to `s`, for callers writing many lines into one buffer.
+    pub fn push_line(&self, s: &mut String) {
+        s.push_str(&self.text);
         if let Some(v) = self
             .value
             .as_ref()
@@ -60,9 +67,10 @@ impl Evidence {
             }
         }
         if let Some(d) = self.date {
-            s.push_str(&format!(" ({d})"));
+            use std::fmt::Write;
+            // Writing into a `String` cannot fail.
+            let _ = write!(s, " ({d})");
         }
-        s
     }
 }
 

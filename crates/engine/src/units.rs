@@ -8,7 +8,9 @@
 //! table. A unit that is in neither is reported, never guessed.
 
 use rust_decimal::Decimal;
-use std::collections::HashMap;
+// FxHash: the keys are the knowledge's own unit codes, and a lookup is made for every lab
+// value of every assessment; nothing iterates these maps into output.
+use rustc_hash::FxHashMap as HashMap;
 use std::str::FromStr;
 
 /// One quantity (e.g. "cell count per volume") with its canonical unit and known units.
@@ -170,11 +172,11 @@ mod tests {
     }
 
     fn table() -> UnitTable {
-        let mut factors = HashMap::new();
+        let mut factors = HashMap::default();
         factors.insert("/uL".to_string(), Decimal::ONE);
         factors.insert("10*9/L".to_string(), Decimal::from(1000));
         factors.insert("10*3/uL".to_string(), Decimal::from(1000));
-        let mut aliases = HashMap::new();
+        let mut aliases = HashMap::default();
         aliases.insert("k/ul".to_string(), "10*3/uL".to_string());
         UnitTable {
             quantities: vec![QuantityDef {

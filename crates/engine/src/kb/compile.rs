@@ -215,7 +215,7 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
     let mut all_ucum: HashSet<String> = HashSet::new();
     for (fi, f) in &files {
         for q in &f.quantity {
-            let mut factors = HashMap::new();
+            let mut factors = rustc_hash::FxHashMap::default();
             for u in &q.units {
                 match parse_factor(&u.factor) {
                     Some(fa) if !fa.is_zero() => {
@@ -377,7 +377,8 @@ pub(super) fn compile(sources: &[Source]) -> Result<Knowledge, KbErrors> {
 
     // ---- labs ---------------------------------------------------------------------------
     let mut labs = vec![];
-    let mut labs_by_valueset: HashMap<ValueSetId, Vec<LabId>> = HashMap::new();
+    let mut labs_by_valueset: rustc_hash::FxHashMap<ValueSetId, Vec<LabId>> =
+        rustc_hash::FxHashMap::default();
     for (fi, f) in &files {
         for l in &f.lab {
             let lid = labs.len();

@@ -306,7 +306,8 @@ pub struct Knowledge {
     pub monitoring: Vec<MonitoringItem>,
     pub scores: Vec<ScoreDef>,
     /// For each value set, the labs that read it.
-    pub labs_by_valueset: HashMap<ValueSetId, Vec<LabId>>,
+    /// FxHash: looked up for every value-set match of every assessment.
+    pub labs_by_valueset: rustc_hash::FxHashMap<ValueSetId, Vec<LabId>>,
     /// Value sets with free-text names, checked when a medication has no coded match.
     pub text_valuesets: Vec<ValueSetId>,
     /// The labs the renal formulas read (`creatinine`, `body-weight`), if defined.

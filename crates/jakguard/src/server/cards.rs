@@ -145,62 +145,88 @@ fn indicator(a: &Assessment) -> &'static str {
     }
 }
 
-fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+/// Appends `s` as the text of a markdown table cell: a `|` would end the cell and a line
+/// break the row.
+fn push_cell(d: &mut String, s: &str) {
+    let mut rest = s;
+    while let Some(i) = rest.find(['|', '\n']) {
+        d.push_str(&rest[..i]);
+        d.push_str(if rest.as_bytes()[i] == b'|' {
+            "\\|"
+        } else {
+            " "
+        });
+        rest = &rest[i + 1..];
+    }
+    d.push_str(rest);
 }
 
+/// The card's markdown, written into one buffer (a card is answered per request; the
+/// pieces are not formatted into strings of their own first).
 fn detail(report: &Report, a: &Assessment) -> String {
-    let mut d = String::new();
-    d.push_str(&format!(
+    use std::fmt::Write;
+    // `write!` into a `String` cannot fail; the results are ignored for that reason.
+    let mut d = String::with_capacity(4096);
+    let _ = write!(
+        d,
         "**{}** ({}), knowledge {}\n\n",
         capitalise(decision_words(a)),
         a.drug,
         report.knowledge.version
-    ));
+    );
     match &a.dose {
-        Some(dose) => d.push_str(&format!(
-            "**Dose:** {}{}\n\n",
-            dose.text,
+        Some(dose) => {
+            d.push_str("**Dose:** ");
+            d.push_str(&dose.text);
             if dose.provisional {
-                " *(provisional until the data needed arrives)*"
-            } else {
-                ""
+                d.push_str(" *(provisional until the data needed arrives)*");
             }
-        )),
+            d.push_str("\n\n");
+        }
         None => d.push_str("**Dose:** none — do not start.\n\n"),
     }
-    let shown: Vec<&Finding> = a
+    let mut shown = a
         .findings
         .iter()
         .filter(|f| !f.rule.starts_with("data-quality."))
-        .collect();
-    if !shown.is_empty() {
+        .peekable();
+    if shown.peek().is_some() {
         d.push_str("| Finding | What to do | Evidence | Source |\n|---|---|---|---|\n");
+        let mut line = String::new();
         for f in shown {
-            let ev: Vec<String> = f.evidence.iter().map(|e| e.line()).collect();
-            let src: Vec<String> = f
-                .citations
-                .iter()
-                .map(|c| match &c.url {
-                    Some(u) => format!(
-                        "[{}]({u}){}",
-                        c.short,
-                        if c.verified { "" } else { " *(unverified)*" }
-                    ),
-                    None => format!(
-                        "{}{}",
-                        c.short,
-                        if c.verified { "" } else { " *(unverified)*" }
-                    ),
-                })
-                .collect();
-            d.push_str(&format!(
-                "| {} | {} | {} | {} |\n",
-                md_cell(&f.summary),
-                md_cell(&f.action),
-                md_cell(&ev.join("; ")),
-                md_cell(&src.join("; "))
-            ));
+            d.push_str("| ");
+            push_cell(&mut d, &f.summary);
+            d.push_str(" | ");
+            push_cell(&mut d, &f.action);
+            d.push_str(" | ");
+            for (i, e) in f.evidence.iter().enumerate() {
+                if i > 0 {
+                    d.push_str("; ");
+                }
+                line.clear();
+                e.push_line(&mut line);
+                push_cell(&mut d, &line);
+            }
+            d.push_str(" | ");
+            for (i, c) in f.citations.iter().enumerate() {
+                if i > 0 {
+                    d.push_str("; ");
+                }
+                match &c.url {
+                    Some(u) => {
+                        d.push('[');
+                        push_cell(&mut d, &c.short);
+                        d.push_str("](");
+                        push_cell(&mut d, u);
+                        d.push(')');
+                    }
+                    None => push_cell(&mut d, &c.short),
+                }
+                if !c.verified {
+                    d.push_str(" *(unverified)*");
+                }
+            }
+            d.push_str(" |\n");
         }
         d.push('\n');
     }
@@ -210,42 +236,55 @@ fn detail(report: &Report, a: &Assessment) -> String {
         .filter(|f| f.rule.starts_with("data-quality."))
         .count();
     if quality > 0 {
-        d.push_str(&format!("{quality} value(s) in the record could not be used (unknown unit, future date, impossible value); see the full assessment.\n\n"));
+        let _ = write!(
+            d,
+            "{quality} value(s) in the record could not be used (unknown unit, future date, impossible value); see the full assessment.\n\n"
+        );
     }
     if a.phase == "start" {
-        let items: Vec<String> = report
+        d.push_str("**Screening:** ");
+        let items = report
             .screening
             .iter()
-            .filter(|s| s.status != ScreeningStatus::NotApplicable)
-            .map(|s| {
-                let mark = match s.status {
-                    ScreeningStatus::DoneNormal => "✓",
-                    ScreeningStatus::Abnormal => "✗",
-                    _ => "?",
-                };
-                format!("{mark} {}", s.title)
-            })
-            .collect();
-        d.push_str(&format!("**Screening:** {}\n\n", items.join(" · ")));
+            .filter(|s| s.status != ScreeningStatus::NotApplicable);
+        for (i, s) in items.enumerate() {
+            if i > 0 {
+                d.push_str(" · ");
+            }
+            d.push_str(match s.status {
+                ScreeningStatus::DoneNormal => "✓",
+                ScreeningStatus::Abnormal => "✗",
+                _ => "?",
+            });
+            d.push(' ');
+            d.push_str(&s.title);
+        }
+        d.push_str("\n\n");
     }
-    let monitoring: Vec<String> = report
+    let mut monitoring = report
         .monitoring
         .iter()
         .filter(|m| m.drug == a.drug)
-        .map(|m| {
-            format!(
-                "{} ({})",
-                m.title,
-                m.due_by
-                    .map(|x| format!("due by {x}"))
-                    .unwrap_or_else(|| "per routine care".into())
-            )
-        })
-        .collect();
-    if !monitoring.is_empty() {
-        d.push_str(&format!("**Monitoring:** {}\n\n", monitoring.join("; ")));
+        .peekable();
+    if monitoring.peek().is_some() {
+        d.push_str("**Monitoring:** ");
+        for (i, m) in monitoring.enumerate() {
+            if i > 0 {
+                d.push_str("; ");
+            }
+            d.push_str(&m.title);
+            match m.due_by {
+                Some(x) => {
+                    let _ = write!(d, " (due by {x})");
+                }
+                None => d.push_str(" (per routine care)"),
+            }
+        }
+        d.push_str("\n\n");
     }
-    d.push_str(&format!("*{}*", report.disclaimer));
+    d.push('*');
+    d.push_str(&report.disclaimer);
+    d.push('*');
     d
 }
 

@@ -63,7 +63,18 @@ pub async fn authorize(state: &AppState, headers: &HeaderMap, path: &str) -> Res
 /// A draft order for one of the knowledge's drugs.
 struct DraftJak {
     drug: DrugId,
-    resource: Value,
+    /// Its place in `context.draftOrders.entry` (the resource is read there when a card
+    /// needs it, rather than copied).
+    entry: usize,
+}
+
+/// The entries of `context.draftOrders`.
+fn draft_entries(context: &BTreeMap<String, Value>) -> &[Value] {
+    context
+        .get("draftOrders")
+        .and_then(|d| d.get("entry"))
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 fn concept_of(v: &Value) -> Concept {
@@ -99,12 +110,8 @@ fn jak_drafts(kb: &engine::Knowledge, context: &BTreeMap<String, Value>) -> Vec<
         .get("selections")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect());
-    let entries = context
-        .get("draftOrders")
-        .and_then(|d| d.get("entry"))
-        .and_then(Value::as_array);
     let mut out = vec![];
-    for e in entries.into_iter().flatten() {
+    for (i, e) in draft_entries(context).iter().enumerate() {
         let Some(r) = e.get("resource") else { continue };
         if r.get("resourceType").and_then(Value::as_str) != Some("MedicationRequest") {
             continue;
@@ -120,10 +127,7 @@ fn jak_drafts(kb: &engine::Knowledge, context: &BTreeMap<String, Value>) -> Vec<
         }
         for (drug, _) in engine::facts::drugs_in(kb, &concept_of(r)) {
             if !out.iter().any(|d: &DraftJak| d.drug == drug) {
-                out.push(DraftJak {
-                    drug,
-                    resource: r.clone(),
-                });
+                out.push(DraftJak { drug, entry: i });
             }
         }
     }
@@ -242,7 +246,8 @@ async fn answer(
         let draft = drafts
             .iter()
             .find(|d| kb.drugs[d.drug].id == a.drug)
-            .map(|d| &d.resource);
+            .and_then(|d| draft_entries(&req.context).get(d.entry))
+            .and_then(|e| e.get("resource"));
         let (c, rules) = card(kb, &report, a, &CardContext { patient_id, draft });
         entries.push(CardEntry {
             uuid: c.uuid.clone().unwrap_or_default(),
@@ -388,26 +393,19 @@ fn finish_record(
     req: &HookRequest,
 ) -> Result<engine::record::Record, AppError> {
     let mut drafts = vec![];
-    if let Some(entries) = req
-        .context
-        .get("draftOrders")
-        .and_then(|d| d.get("entry"))
-        .and_then(Value::as_array)
-    {
-        for (i, e) in entries.iter().enumerate() {
-            if let Some(r) = e.get("resource") {
-                if let Some(id) = r.get("id").and_then(Value::as_str) {
-                    drafts.push(format!(
-                        "{}/{id}",
-                        r.get("resourceType").and_then(Value::as_str).unwrap_or("")
-                    ));
-                }
-                b.add_json(
-                    &r.to_string(),
-                    &format!("context.draftOrders.entry[{i}].resource"),
-                    e.get("fullUrl").and_then(Value::as_str),
-                );
+    for (i, e) in draft_entries(&req.context).iter().enumerate() {
+        if let Some(r) = e.get("resource") {
+            if let Some(id) = r.get("id").and_then(Value::as_str) {
+                drafts.push(format!(
+                    "{}/{id}",
+                    r.get("resourceType").and_then(Value::as_str).unwrap_or("")
+                ));
             }
+            b.add_value(
+                r,
+                &format!("context.draftOrders.entry[{i}].resource"),
+                e.get("fullUrl").and_then(Value::as_str),
+            );
         }
     }
     let mut record = b
