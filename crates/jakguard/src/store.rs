@@ -104,11 +104,14 @@ pub struct SqliteStore {
     /// Feedback writes and reports: one connection, serialised by the mutex (SQLite allows one
     /// writer at a time anyway).
     conn: Mutex<Connection>,
-    /// The audit writer thread's queue.
-    queue: Mutex<mpsc::Sender<Job>>,
+    /// The audit writer thread's queue, bounded (`AUDIT_QUEUE`): when the writer falls
+    /// behind, requests wait for room instead of memory growing without end.
+    queue: mpsc::SyncSender<Job>,
     /// Audit rows that could not be queued (the writer thread has stopped): counted and
     /// logged, never dropped silently.
     lost: std::sync::atomic::AtomicU64,
+    /// Times a request found the queue full and waited for the writer.
+    waited: std::sync::atomic::AtomicU64,
     salt: String,
 }
 
@@ -155,15 +158,16 @@ impl SqliteStore {
         };
         let writer = open(path)?;
         writer.pragma_update(None, "synchronous", "NORMAL")?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::sync_channel::<Job>(AUDIT_QUEUE);
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || audit_writer(writer, rx))
             .map_err(|e| StoreError(format!("cannot start the audit writer: {e}")))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
-            queue: Mutex::new(tx),
+            queue: tx,
             lost: std::sync::atomic::AtomicU64::new(0),
+            waited: std::sync::atomic::AtomicU64::new(0),
             salt,
         })
     }
@@ -204,6 +208,10 @@ fn write_batch(
 }
 
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Audit rows waiting for the writer at most: at a few hundred bytes each, a few megabytes,
+/// and many seconds of the heaviest load the service sustains.
+const AUDIT_QUEUE: usize = 50_000;
 
 /// Commits queued rows in batches: everything arriving within `LINGER` goes in one transaction.
 fn audit_writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
@@ -272,9 +280,24 @@ impl Store for SqliteStore {
     }
 
     fn record_request(&self, audit: AuditEntry, cards: Vec<CardEntry>) {
-        let queued = match self.queue.lock() {
-            Ok(q) => q.send(Job::Request(audit, cards)).is_ok(),
-            Err(_) => false,
+        let queued = match self.queue.try_send(Job::Request(audit, cards)) {
+            Ok(()) => true,
+            Err(mpsc::TrySendError::Full(job)) => {
+                // The writer is behind (a slow disk): wait for room rather than lose the row
+                // or let the queue grow; the request's answer waits with it (backpressure).
+                let waits = self
+                    .waited
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                if waits.is_power_of_two() {
+                    tracing::warn!(
+                        waits,
+                        "the audit queue is full: requests wait for the audit writer"
+                    );
+                }
+                self.queue.send(job).is_ok()
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => false,
         };
         if !queued {
             let lost = self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -370,9 +393,7 @@ impl Store for SqliteStore {
 
     fn flush(&self) {
         let (tx, rx) = mpsc::channel();
-        if let Ok(q) = self.queue.lock()
-            && q.send(Job::Flush(tx)).is_ok()
-        {
+        if self.queue.send(Job::Flush(tx)).is_ok() {
             let _ = rx.recv_timeout(std::time::Duration::from_secs(10));
         }
     }
@@ -405,12 +426,57 @@ mod tests {
         s.record_request(row(), vec![]);
         assert_eq!(s.lost.load(std::sync::atomic::Ordering::Relaxed), 0);
         // A writer that has stopped: its end of the queue is gone.
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::sync_channel::<Job>(4);
         drop(rx);
-        s.queue = Mutex::new(tx);
+        s.queue = tx;
         s.record_request(row(), vec![]);
         s.record_request(row(), vec![]);
         assert_eq!(s.lost.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_full_audit_queue_makes_the_request_wait_and_loses_nothing() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let path = tmp("full");
+        let mut s = SqliteStore::open(&path).expect("open");
+        // A writer that is behind: a queue of one row, read only when the test says so.
+        let (tx, rx) = mpsc::sync_channel::<Job>(1);
+        s.queue = tx;
+        let row = |h: &str| AuditEntry {
+            at: "t".into(),
+            service: "svc".into(),
+            hook_instance: h.into(),
+            patient_hash: None,
+            status: 200,
+            cards: 0,
+            knowledge_version: "v".into(),
+        };
+        s.record_request(row("first"), vec![]);
+        assert_eq!(s.waited.load(Relaxed), 0);
+        let s = std::sync::Arc::new(s);
+        let waiting = {
+            let s = std::sync::Arc::clone(&s);
+            std::thread::spawn(move || s.record_request(row("second"), vec![]))
+        };
+        // The second row waits for room: the request has not returned.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s.waited.load(Relaxed) == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(s.waited.load(Relaxed), 1);
+        assert!(!waiting.is_finished());
+        // The writer catches up: both rows arrive, in order, and none is lost.
+        let got: Vec<String> = (0..2)
+            .filter_map(
+                |_| match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+                    Ok(Job::Request(a, _)) => Some(a.hook_instance),
+                    _ => None,
+                },
+            )
+            .collect();
+        assert_eq!(got, ["first", "second"]);
+        waiting.join().expect("the waiting request returns");
+        assert_eq!(s.lost.load(Relaxed), 0);
     }
 
     #[test]
