@@ -6,32 +6,295 @@
 //! reason that names no value from the line: the reasons end up in logs.
 
 use super::export;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::Deserializer;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The head of a line: `resourceType`, `id` and the members that name a patient or a
+/// medication, read in one pass over borrowed text; every other member is only checked.
+/// (serde's derive would capture the reference members raw and parse them a second time.)
+#[derive(Default)]
 struct Head<'a> {
-    #[serde(borrow)]
     resource_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     id: Option<Cow<'a, str>>,
-    // Raw: only parsed for the types whose shape is known, so an odd `subject` in a
-    // resource type the assessment never reads is not a bad line.
-    #[serde(borrow)]
-    subject: Option<&'a RawValue>,
-    #[serde(borrow)]
-    patient: Option<&'a RawValue>,
-    #[serde(borrow)]
-    medication_reference: Option<&'a RawValue>,
+    subject: Member<'a>,
+    patient: Member<'a>,
+    medication_reference: Member<'a>,
 }
 
-#[derive(Deserialize)]
-struct Reference<'a> {
-    #[serde(borrow)]
-    reference: Option<Cow<'a, str>>,
+/// A member that should hold a Reference. Read leniently: an odd shape in a member the
+/// file's type does not use is not a bad line.
+#[derive(Default)]
+enum Member<'a> {
+    /// Missing or null.
+    #[default]
+    Absent,
+    /// An object; its `reference`, if a string.
+    Reference(Option<Cow<'a, str>>),
+    /// Anything else (a string, a number, an array, a `reference` that is not a string or
+    /// is given twice).
+    NotReference,
+}
+
+/// The members of the head, by name (keys with escapes are compared unescaped).
+enum Key {
+    ResourceType,
+    Id,
+    Subject,
+    Patient,
+    MedicationReference,
+    Other,
+}
+
+impl Key {
+    fn of(name: &str) -> Key {
+        match name {
+            "resourceType" => Key::ResourceType,
+            "id" => Key::Id,
+            "subject" => Key::Subject,
+            "patient" => Key::Patient,
+            "medicationReference" => Key::MedicationReference,
+            _ => Key::Other,
+        }
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeySeed {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+        Ok(Key::of(v))
+    }
+}
+
+/// A string, borrowed from the line when it has no escapes.
+struct Text;
+
+impl<'de> Visitor<'de> for Text {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// An optional string (`null` is none); any other type is an error, as for `resourceType`
+/// and `id`.
+struct OptText;
+
+impl<'de> DeserializeSeed<'de> for OptText {
+    type Value = Option<Cow<'de, str>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OptText {
+    type Value = Option<Cow<'de, str>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string or null")
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(Text).map(Some)
+    }
+}
+
+/// A member that should be a Reference: never an error except bad JSON.
+struct MemberSeed;
+
+impl<'de> DeserializeSeed<'de> for MemberSeed {
+    type Value = Member<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberSeed {
+    type Value = Member<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Reference")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Member::Absent)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Member::Absent)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Member::NotReference)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Member::NotReference)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Member::NotReference)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Member::NotReference)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Member::NotReference)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Member::NotReference)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found: Option<Member<'de>> = None;
+        let mut twice = false;
+        while let Some(is_reference) = map.next_key_seed(ReferenceKey)? {
+            if !is_reference {
+                map.next_value::<IgnoredAny>()?;
+            } else if found.is_some() {
+                twice = true;
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                found = Some(map.next_value_seed(ReferenceValue)?);
+            }
+        }
+        Ok(match found {
+            _ if twice => Member::NotReference,
+            Some(m) => m,
+            None => Member::Reference(None),
+        })
+    }
+}
+
+/// Whether a member of a Reference object is its `reference`.
+struct ReferenceKey;
+
+impl<'de> DeserializeSeed<'de> for ReferenceKey {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for ReferenceKey {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+        Ok(v == "reference")
+    }
+}
+
+/// The value of `reference`: a string, null, or (anything else) not a Reference.
+struct ReferenceValue;
+
+impl<'de> DeserializeSeed<'de> for ReferenceValue {
+    type Value = Member<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ReferenceValue {
+    type Value = Member<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a reference string")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Member::Reference(None))
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Member::Reference(None))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Member::Reference(Some(Cow::Borrowed(v))))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Member::Reference(Some(Cow::Owned(v.to_string()))))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Member::NotReference)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Member::NotReference)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Member::NotReference)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Member::NotReference)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Member::NotReference)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Member::NotReference)
+    }
+}
+
+struct HeadVisitor;
+
+impl<'de> Visitor<'de> for HeadVisitor {
+    type Value = Head<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a FHIR resource (a JSON object)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut head = Head::default();
+        // Each head member once: a member given twice is a bad line.
+        let mut seen = [false; 5];
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let slot = match key {
+                Key::ResourceType => 0,
+                Key::Id => 1,
+                Key::Subject => 2,
+                Key::Patient => 3,
+                Key::MedicationReference => 4,
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                return Err(serde::de::Error::custom("a member given twice"));
+            }
+            match key {
+                Key::ResourceType => head.resource_type = map.next_value_seed(OptText)?,
+                Key::Id => head.id = map.next_value_seed(OptText)?,
+                Key::Subject => head.subject = map.next_value_seed(MemberSeed)?,
+                Key::Patient => head.patient = map.next_value_seed(MemberSeed)?,
+                Key::MedicationReference => {
+                    head.medication_reference = map.next_value_seed(MemberSeed)?
+                }
+                Key::Other => {}
+            }
+        }
+        Ok(head)
+    }
 }
 
 /// Where a resource type names its patient, for the types the assessment reads.
@@ -173,7 +436,11 @@ pub fn read<'a>(
     let Ok(json) = std::str::from_utf8(bytes) else {
         return Line::Bad("not UTF-8 text".into());
     };
-    let head: Head<'a> = match serde_json::from_str(json) {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let head: Head<'a> = match de
+        .deserialize_map(HeadVisitor)
+        .and_then(|h| de.end().map(|()| h))
+    {
         Ok(h) => h,
         Err(e) => return Line::Bad(json_error(&e)),
     };
@@ -205,31 +472,26 @@ pub fn read<'a>(
             let Some(patients) = patients else {
                 return Line::Other;
             };
-            let raw = match field {
-                PatientField::Subject => head.subject,
-                PatientField::Patient => head.patient,
+            let (member, name) = match field {
+                PatientField::Subject => (head.subject, "subject"),
+                PatientField::Patient => (head.patient, "patient"),
             };
-            let name = match field {
-                PatientField::Subject => "subject",
-                PatientField::Patient => "patient",
-            };
-            let reference = match raw.map(|r| serde_json::from_str::<Reference<'_>>(r.get())) {
-                None | Some(Ok(Reference { reference: None })) => {
+            let reference = match member {
+                Member::Absent | Member::Reference(None) => {
                     return Line::Bad(format!("{ty} without `{name}.reference`"));
                 }
-                Some(Err(_)) => return Line::Bad(format!("`{name}` is not a Reference")),
-                Some(Ok(Reference { reference: Some(r) })) => r,
+                Member::NotReference => return Line::Bad(format!("`{name}` is not a Reference")),
+                Member::Reference(Some(r)) => r,
             };
             let Some(patient) = patients.resolve(&reference) else {
                 return Line::Bad(format!(
                     "`{name}` does not refer to a Patient of this export"
                 ));
             };
-            let medication = head
-                .medication_reference
-                .and_then(|r| serde_json::from_str::<Reference<'_>>(r.get()).ok())
-                .and_then(|r| r.reference)
-                .map(|r| Cow::Owned(r.into_owned()));
+            let medication = match head.medication_reference {
+                Member::Reference(Some(r)) => Some(Cow::Owned(r.into_owned())),
+                _ => None,
+            };
             Line::About {
                 patient,
                 json,
@@ -343,6 +605,163 @@ mod tests {
         assert_eq!(patient_id_of("Group/p1"), None);
         assert_eq!(patient_id_of("p1"), None);
         assert_eq!(patient_id_of("Patient/"), None);
+    }
+
+    #[test]
+    fn the_head_reads_odd_shapes_in_one_pass() {
+        let mut ix = PatientIndex::default();
+        ix.insert("p1");
+        let read_as = |line: &str, ty: &'static str| match read(
+            line.as_bytes(),
+            ty,
+            Some(&mut Resolver::new(&ix)),
+        ) {
+            Line::Bad(r) => format!("bad: {r}"),
+            Line::About {
+                patient,
+                medication,
+                ..
+            } => format!("about {patient} med {medication:?}"),
+            Line::Patient { id, .. } => format!("patient {id}"),
+            Line::Medication { id, .. } => format!("medication {id:?}"),
+            Line::Other => "other".into(),
+            Line::Blank => "blank".into(),
+        };
+        let twice =
+            "bad: unexpected shape of `resourceType`, `id` or a reference, or a member given twice";
+        let cases: &[(&str, &str, &str)] = &[
+            // The usual shape, escapes in the reference and in a key.
+            (
+                r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#,
+                "Observation",
+                "about 0 med None",
+            ),
+            (
+                r#"{"resourceType":"Observation","subject":{"display":"x","reference":"Patient\/p1"}}"#,
+                "Observation",
+                "about 0 med None",
+            ),
+            (
+                r#"{"resource\u0054ype":"Observation","subject":{"reference":"Patient/p1"}}"#,
+                "Observation",
+                "about 0 med None",
+            ),
+            // A medication reference is kept, an odd one ignored.
+            (
+                r#"{"resourceType":"MedicationRequest","subject":{"reference":"Patient/p1"},"medicationReference":{"reference":"Medication/m1"}}"#,
+                "MedicationRequest",
+                r#"about 0 med Some("Medication/m1")"#,
+            ),
+            (
+                r#"{"resourceType":"MedicationRequest","subject":{"reference":"Patient/p1"},"medicationReference":"m1"}"#,
+                "MedicationRequest",
+                "about 0 med None",
+            ),
+            // Missing, null, not a Reference.
+            (
+                r#"{"resourceType":"Observation","subject":null}"#,
+                "Observation",
+                "bad: Observation without `subject.reference`",
+            ),
+            (
+                r#"{"resourceType":"Observation","subject":{"reference":null}}"#,
+                "Observation",
+                "bad: Observation without `subject.reference`",
+            ),
+            (
+                r#"{"resourceType":"Observation","subject":{}}"#,
+                "Observation",
+                "bad: Observation without `subject.reference`",
+            ),
+            (
+                r#"{"resourceType":"Observation","subject":"Patient/p1"}"#,
+                "Observation",
+                "bad: `subject` is not a Reference",
+            ),
+            (
+                r#"{"resourceType":"Observation","subject":["Patient/p1"]}"#,
+                "Observation",
+                "bad: `subject` is not a Reference",
+            ),
+            (
+                r#"{"resourceType":"Observation","subject":{"reference":7}}"#,
+                "Observation",
+                "bad: `subject` is not a Reference",
+            ),
+            (
+                r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1","reference":"Patient/p1"}}"#,
+                "Observation",
+                "bad: `subject` is not a Reference",
+            ),
+            // The member the type does not use may have any shape.
+            (
+                r#"{"resourceType":"Observation","patient":5,"subject":{"reference":"Patient/p1"}}"#,
+                "Observation",
+                "about 0 med None",
+            ),
+            (
+                r#"{"resourceType":"Immunization","subject":[1],"patient":{"reference":"Patient/p1"}}"#,
+                "Immunization",
+                "about 0 med None",
+            ),
+            // Head members given twice, or of the wrong type.
+            (
+                r#"{"resourceType":"Observation","resourceType":"Observation"}"#,
+                "Observation",
+                twice,
+            ),
+            (
+                r#"{"resourceType":"Observation","subject":null,"subject":{"reference":"Patient/p1"}}"#,
+                "Observation",
+                twice,
+            ),
+            (r#"{"resourceType":7}"#, "Observation", twice),
+            (
+                r#"{"resourceType":"Patient","id":["p1"]}"#,
+                "Patient",
+                twice,
+            ),
+            // Not an object at all. (serde's derive, used before, read a JSON array as the
+            // members in order, and a Reference given as `["Patient/p1"]` too: neither is
+            // FHIR, and both are bad lines now.)
+            (r#"["Patient","p1",null,null,null]"#, "Patient", twice),
+            ("null", "Patient", twice),
+            // Syntax.
+            (
+                r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}"#,
+                "Observation",
+                "bad: truncated JSON",
+            ),
+            (
+                r#"{"resourceType":"Observation"} x"#,
+                "Observation",
+                "bad: malformed JSON at column 32",
+            ),
+            // Other shapes.
+            (
+                r#"{"resourceType":"Patient","id":"p1"}"#,
+                "Patient",
+                "patient p1",
+            ),
+            (
+                r#"{"resourceType":"Patient","id":null}"#,
+                "Patient",
+                "bad: Patient without an `id`",
+            ),
+            (
+                r#"{"resourceType":"Encounter","subject":"odd"}"#,
+                "Encounter",
+                "other",
+            ),
+            (
+                r#"{"resourceType":"Medication"}"#,
+                "Medication",
+                "medication None",
+            ),
+        ];
+        for (line, ty, want) in cases {
+            assert_eq!(read_as(line, ty), *want, "{line}");
+        }
     }
 
     #[test]
