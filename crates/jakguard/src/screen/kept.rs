@@ -14,6 +14,7 @@
 //! resource the first pass saw; that is detected (the line no longer reads, or names another
 //! patient) and the patient's result says so instead of assessing a mixed record.
 
+use super::export::ExportFile;
 use super::line::{self, Line, PatientIndex};
 use super::{LineAt, formulary};
 use engine::Knowledge;
@@ -174,8 +175,8 @@ impl Kept {
 pub struct Rereader<'a> {
     pub kb: &'a Knowledge,
     pub sources: &'a Sources,
-    /// Resource type and name of each export file.
-    pub files: &'a [(&'static str, String)],
+    /// The export's files (a source's `file` indexes them).
+    pub files: &'a [ExportFile],
     pub patients: &'a PatientIndex,
     pub medications: &'a HashMap<Box<str>, Box<str>>,
 }
@@ -209,7 +210,7 @@ impl Rereader<'_> {
             let (ty, name) = self
                 .files
                 .get(source.file)
-                .map(|(t, n)| (*t, n.as_str()))
+                .map(|f| (f.resource_type, f.name.as_str()))
                 .ok_or_else(|| "internal error: a kept line has no file".to_string())?;
             let changed = |line: u64| {
                 format!(
@@ -330,6 +331,16 @@ mod tests {
         out
     }
 
+    /// One source: `text` held in memory, as a gzip file's kept lines are.
+    fn in_memory(text: &str) -> Sources {
+        let mut sources = Sources::default();
+        sources.add(Source {
+            file: 0,
+            backing: Backing::Memory(text.as_bytes().into()),
+        });
+        sources
+    }
+
     #[test]
     fn a_patients_lines_read_again_build_the_record_and_a_changed_file_is_noticed() {
         let kb = crate::load_knowledge(None).expect("embedded knowledge");
@@ -362,7 +373,13 @@ mod tests {
             backing: Backing::Disk(File::open(&path).expect("open")),
         };
         assert_eq!(sources.add(disk), 0);
-        let files = vec![("Observation", "Observation.ndjson".to_string())];
+        let files = vec![ExportFile {
+            path: path.clone(),
+            name: "Observation.ndjson".to_string(),
+            resource_type: "Observation",
+            gzip: false,
+            size: text.len() as u64,
+        }];
         let medications = HashMap::new();
         let reread = Rereader {
             kb: &kb,
@@ -388,11 +405,7 @@ mod tests {
         assert_eq!(record.resource_count, 3);
 
         // The same lines from memory (a gzip file's copy) build the same record.
-        let mut memory = Sources::default();
-        memory.add(Source {
-            file: 0,
-            backing: Backing::Memory(text.as_bytes().into()),
-        });
+        let memory = in_memory(&text);
         let from_memory = Rereader {
             sources: &memory,
             ..reread
@@ -413,11 +426,7 @@ mod tests {
         let bad_line =
             r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"code":"#;
         let mixed = format!("{}\n{bad_line}\n", lymph("p1", 4));
-        let mut memory = Sources::default();
-        memory.add(Source {
-            file: 0,
-            backing: Backing::Memory(mixed.as_bytes().into()),
-        });
+        let memory = in_memory(&mixed);
         let unchecked: Vec<Span> = spans_of(&mixed)
             .iter()
             .map(|s| Span::unchecked(s.len(), s.at, s.line))

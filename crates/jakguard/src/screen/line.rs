@@ -38,13 +38,15 @@ enum Member<'a> {
     NotReference,
 }
 
-/// The members of the head, by name (keys with escapes are compared unescaped).
+/// The member names the head looks for, and `reference` inside a Reference (keys with
+/// escapes are compared unescaped).
 enum Key {
     ResourceType,
     Id,
     Subject,
     Patient,
     MedicationReference,
+    Reference,
     Other,
 }
 
@@ -56,6 +58,7 @@ impl Key {
             "subject" => Key::Subject,
             "patient" => Key::Patient,
             "medicationReference" => Key::MedicationReference,
+            "reference" => Key::Reference,
             _ => Key::Other,
         }
     }
@@ -126,26 +129,46 @@ impl<'de> Visitor<'de> for OptText {
     }
 }
 
-/// A member that should be a Reference: never an error except bad JSON.
-struct MemberSeed;
+/// A member that should be a Reference (`Shape { inner: false }`), or the `reference`
+/// inside one (`inner: true`): never an error except bad JSON. Only an object is a
+/// Reference, and only a string (or null) its `reference`; anything else is read through
+/// and marked `NotReference`.
+struct Shape {
+    inner: bool,
+}
 
-impl<'de> DeserializeSeed<'de> for MemberSeed {
+impl<'de> DeserializeSeed<'de> for Shape {
     type Value = Member<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for MemberSeed {
+impl<'de> Visitor<'de> for Shape {
     type Value = Member<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a Reference")
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Member::Absent)
+        Ok(match self.inner {
+            true => Member::Reference(None),
+            false => Member::Absent,
+        })
     }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Member::Absent)
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.visit_unit()
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(match self.inner {
+            true => Member::Reference(Some(Cow::Borrowed(v))),
+            false => Member::NotReference,
+        })
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(match self.inner {
+            true => Member::Reference(Some(Cow::Owned(v.to_string()))),
+            false => Member::NotReference,
+        })
     }
     fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
         Ok(Member::NotReference)
@@ -159,24 +182,25 @@ impl<'de> Visitor<'de> for MemberSeed {
     fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
         Ok(Member::NotReference)
     }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Member::NotReference)
-    }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Member::NotReference)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        if self.inner {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Member::NotReference);
+        }
         let mut found: Option<Member<'de>> = None;
         let mut twice = false;
-        while let Some(is_reference) = map.next_key_seed(ReferenceKey)? {
-            if !is_reference {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if !matches!(key, Key::Reference) {
                 map.next_value::<IgnoredAny>()?;
             } else if found.is_some() {
                 twice = true;
                 map.next_value::<IgnoredAny>()?;
             } else {
-                found = Some(map.next_value_seed(ReferenceValue)?);
+                found = Some(map.next_value_seed(Shape { inner: true })?);
             }
         }
         Ok(match found {
@@ -184,75 +208,6 @@ impl<'de> Visitor<'de> for MemberSeed {
             Some(m) => m,
             None => Member::Reference(None),
         })
-    }
-}
-
-/// Whether a member of a Reference object is its `reference`.
-struct ReferenceKey;
-
-impl<'de> DeserializeSeed<'de> for ReferenceKey {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for ReferenceKey {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a member name")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
-        Ok(v == "reference")
-    }
-}
-
-/// The value of `reference`: a string, null, or (anything else) not a Reference.
-struct ReferenceValue;
-
-impl<'de> DeserializeSeed<'de> for ReferenceValue {
-    type Value = Member<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ReferenceValue {
-    type Value = Member<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a reference string")
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Member::Reference(None))
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Member::Reference(None))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Member::Reference(Some(Cow::Borrowed(v))))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Member::Reference(Some(Cow::Owned(v.to_string()))))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Member::NotReference)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Member::NotReference)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Member::NotReference)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Member::NotReference)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Member::NotReference)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Member::NotReference)
     }
 }
 
@@ -274,7 +229,7 @@ impl<'de> Visitor<'de> for HeadVisitor {
                 Key::Subject => 2,
                 Key::Patient => 3,
                 Key::MedicationReference => 4,
-                Key::Other => {
+                Key::Reference | Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
@@ -285,12 +240,12 @@ impl<'de> Visitor<'de> for HeadVisitor {
             match key {
                 Key::ResourceType => head.resource_type = map.next_value_seed(OptText)?,
                 Key::Id => head.id = map.next_value_seed(OptText)?,
-                Key::Subject => head.subject = map.next_value_seed(MemberSeed)?,
-                Key::Patient => head.patient = map.next_value_seed(MemberSeed)?,
+                Key::Subject => head.subject = map.next_value_seed(Shape { inner: false })?,
+                Key::Patient => head.patient = map.next_value_seed(Shape { inner: false })?,
                 Key::MedicationReference => {
-                    head.medication_reference = map.next_value_seed(MemberSeed)?
+                    head.medication_reference = map.next_value_seed(Shape { inner: false })?
                 }
-                Key::Other => {}
+                Key::Reference | Key::Other => {}
             }
         }
         Ok(head)

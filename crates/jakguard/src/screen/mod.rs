@@ -119,6 +119,57 @@ struct BadLine {
     reason: String,
 }
 
+/// Bad lines as they are found: every one counted and written to `screen-bad-lines.txt`,
+/// the first ones kept for the summaries.
+struct BadLines {
+    out: BufWriter<std::fs::File>,
+    listed: Vec<BadLine>,
+    count: u64,
+}
+
+impl BadLines {
+    fn create(path: &Path) -> anyhow::Result<BadLines> {
+        Ok(BadLines {
+            out: BufWriter::new(fresh_file(path)?),
+            listed: vec![],
+            count: 0,
+        })
+    }
+
+    /// A bad line of export file `file` (named `name`); listed while the list has room.
+    fn add(&mut self, file: usize, name: &str, line: u64, reason: String) -> std::io::Result<()> {
+        let room = self.listed.len() < html::BAD_LINES_LISTED;
+        self.record(file, name, line, reason, room)
+    }
+
+    /// A file that could not be read to its end: always listed.
+    fn add_failure(
+        &mut self,
+        file: usize,
+        name: &str,
+        line: u64,
+        reason: String,
+    ) -> std::io::Result<()> {
+        self.record(file, name, line, reason, true)
+    }
+
+    fn record(
+        &mut self,
+        file: usize,
+        name: &str,
+        line: u64,
+        reason: String,
+        list: bool,
+    ) -> std::io::Result<()> {
+        self.count += 1;
+        writeln!(self.out, "{name}:{line}: {reason}")?;
+        if list {
+            self.listed.push(BadLine { file, line, reason });
+        }
+        Ok(())
+    }
+}
+
 /// Creates an output file, removing an earlier run's first. Truncating or renaming over a
 /// file makes ext4 write its data out at once (`auto_da_alloc`), which for a gigabyte of
 /// results costs seconds the run does not need to wait for.
@@ -270,11 +321,9 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     // Pass 3: every file checked; where the cohort's lines are, noted.
     let mut sources = kept::Sources::default();
     let mut pairs: Vec<(u32, kept::Span)> = vec![];
-    let mut bad: Vec<BadLine> = vec![];
-    let mut bad_count = 0u64;
     let mut resources = 0u64;
     let bad_path = settings.out_dir.join("screen-bad-lines.txt");
-    let mut bad_out = BufWriter::new(fresh_file(&bad_path)?);
+    let mut bad = BadLines::create(&bad_path)?;
     let bar = progress_bar(export.total_bytes(), "reading the export", BYTES);
     for (fi, file) in export.files.iter().enumerate() {
         let ty = file.resource_type;
@@ -297,15 +346,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
             |part: ChunkPart| -> anyhow::Result<()> {
                 resources += part.resources;
                 for (line, reason) in part.bad {
-                    bad_count += 1;
-                    writeln!(bad_out, "{name}:{line}: {reason}")?;
-                    if bad.len() < html::BAD_LINES_LISTED {
-                        bad.push(BadLine {
-                            file: fi,
-                            line,
-                            reason,
-                        });
-                    }
+                    bad.add(fi, name, line, reason)?;
                 }
                 if part.kept.is_empty() {
                     return Ok(());
@@ -326,14 +367,8 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
             },
         )?;
         if let Some(f) = failure {
-            bad_count += 1;
             let reason = format!("cannot read further: {}", f.error);
-            writeln!(bad_out, "{name}:{}: {reason}", f.after_line + 1)?;
-            bad.push(BadLine {
-                file: fi,
-                line: f.after_line + 1,
-                reason,
-            });
+            bad.add_failure(fi, name, f.after_line + 1, reason)?;
         }
     }
     bar.finish_and_clear();
@@ -358,15 +393,10 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
         as_of: settings.as_of,
         drugs: vec![],
     };
-    let files: Vec<(&'static str, String)> = export
-        .files
-        .iter()
-        .map(|f| (f.resource_type, f.name.clone()))
-        .collect();
     let reread = kept::Rereader {
         kb,
         sources: &sources,
-        files: &files,
+        files: &export.files,
         patients: &patients,
         medications: &medications,
     };
@@ -395,15 +425,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
                 resources += more;
                 // Bad lines found only now follow the reading pass's, patient by patient.
                 for (fi, line, reason) in bad_lines {
-                    bad_count += 1;
-                    writeln!(bad_out, "{}:{line}: {reason}", export.files[fi].name)?;
-                    if bad.len() < html::BAD_LINES_LISTED {
-                        bad.push(BadLine {
-                            file: fi,
-                            line,
-                            reason,
-                        });
-                    }
+                    bad.add(fi, &export.files[fi].name, line, reason)?;
                 }
                 results.write_all(&json)?;
                 results.write_all(b"\n")?;
@@ -418,8 +440,12 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     )?;
     results.flush()?;
     drop(results);
-    bad_out.flush()?;
-    drop(bad_out);
+    bad.out.flush()?;
+    let BadLines {
+        listed: bad,
+        count: bad_count,
+        ..
+    } = bad;
     bar.finish_and_clear();
     for b in bad.iter().take(BAD_LINES_SHOWN) {
         eprintln!(
