@@ -58,7 +58,41 @@ struct WReference {
 
 /// Strings read only to be parsed or compared (ids, dates, URIs) are borrowed from the input
 /// when they have no escapes, rather than copied into their own allocation.
-type Text<'a> = Option<Cow<'a, str>>;
+type Text<'a> = Option<Str<'a>>;
+
+/// A string of the input: borrowed when the text has no escapes, copied otherwise. serde's
+/// own `Cow<str>` cannot do this: inside an `Option` it always copies, `borrow` or not.
+#[derive(Debug)]
+struct Str<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
 
 #[derive(Deserialize)]
 struct WPeriod<'a> {
@@ -1522,6 +1556,26 @@ impl<'a> Strict<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_borrowed_unless_it_has_escapes() {
+        let plain = r#"{"id":"o-1","effectiveDateTime":"2026-01-02","effectivePeriod":{"start":"2026-01-01"}}"#;
+        let w: WObservation<'_> = serde_json::from_str(plain).unwrap();
+        assert!(matches!(w.id, Some(Str(Cow::Borrowed("o-1")))));
+        assert!(matches!(
+            w.effective_date_time,
+            Some(Str(Cow::Borrowed("2026-01-02")))
+        ));
+        let start = w.effective_period.and_then(|p| p.start);
+        assert!(matches!(start, Some(Str(Cow::Borrowed("2026-01-01")))));
+
+        // An escape means the text must be decoded: then it is a copy, with the right text.
+        let escaped = r#"{"id":"o\u002d1"}"#;
+        let w: WObservation<'_> = serde_json::from_str(escaped).unwrap();
+        assert!(matches!(&w.id, Some(Str(Cow::Owned(s))) if s == "o-1"));
+        // Not a string: refused, as before.
+        assert!(serde_json::from_str::<WObservation<'_>>(r#"{"id":1}"#).is_err());
+    }
 
     #[test]
     fn peeks_the_type_only_when_it_comes_first() {
