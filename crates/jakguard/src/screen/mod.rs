@@ -420,19 +420,21 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
         rayon::current_num_threads(),
         order.chunks(ASSESS_BATCH),
         |batch| -> Vec<_> {
-            let mut scratch = vec![];
-            batch
-                .iter()
-                .map(
-                    |&(id, p)| match reread.record(p, kept.of(p), &mut scratch) {
+            // Each worker keeps its read buffer from batch to batch rather than growing a
+            // new one (and zeroing it) every time.
+            thread_local!(static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+            SCRATCH.with_borrow_mut(|scratch| {
+                batch
+                    .iter()
+                    .map(|&(id, p)| match reread.record(p, kept.of(p), scratch) {
                         Ok(r) => {
                             let done = assess_one(kb, &opts, id, r.builder);
                             (id, done, r.bad, r.resources)
                         }
                         Err(e) => (id, (error_line(id, &e), None), vec![], 0),
-                    },
-                )
-                .collect()
+                    })
+                    .collect()
+            })
         },
         |done| -> anyhow::Result<()> {
             for (id, (json, figures), bad_lines, more) in done {
