@@ -56,6 +56,13 @@ struct WReference {
     reference: Option<String>,
 }
 
+/// `medicationReference`: its `display` names the drug when the Medication is not at hand.
+#[derive(Deserialize)]
+struct WMedicationReference {
+    reference: Option<String>,
+    display: Option<String>,
+}
+
 /// Strings read only to be parsed or compared (ids, dates, URIs) are borrowed from the input
 /// when they have no escapes, rather than copied into their own allocation.
 type Text<'a> = Option<Str<'a>>;
@@ -203,7 +210,7 @@ struct WMedicationUse<'a> {
     status: Option<String>,
     intent: Option<String>,
     medication_codeable_concept: Option<WConcept>,
-    medication_reference: Option<WReference>,
+    medication_reference: Option<WMedicationReference>,
     subject: Option<WReference>,
     #[serde(borrow)]
     authored_on: Text<'a>,
@@ -217,7 +224,9 @@ struct WMedicationUse<'a> {
     date_asserted: Text<'a>,
     dosage_instruction: Option<Vec<WDosage>>,
     dosage: Option<Vec<WDosage>>,
-    contained: Option<Vec<Box<RawValue>>>,
+    /// Read as plain JSON values, whatever their key order or type: only a contained
+    /// Medication is used (its `#id` names it from this resource).
+    contained: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -605,9 +614,8 @@ impl RecordBuilder {
 
     /// Adds one resource already parsed into a JSON value (a CDS Hooks draft order): the
     /// same as `add_json` on the value's text, without printing the value and parsing it
-    /// again. Only a resource that reads without any error, and has no `contained` resources
-    /// (whose reading depends on their text), takes the short way; any other goes through
-    /// `add_json`, whose messages name the field at fault.
+    /// again. Only a resource that reads without any error takes the short way; any other
+    /// goes through `add_json`, whose messages name the field at fault.
     pub fn add_value(&mut self, value: &serde_json::Value, location: &str, full_url: Option<&str>) {
         let kind = value
             .get("resourceType")
@@ -619,7 +627,7 @@ impl RecordBuilder {
                 self.resource_count += 1;
                 return;
             }
-            Some(kind) if kind != Kind::Bundle && value.get("contained").is_none() => {
+            Some(kind) if kind != Kind::Bundle => {
                 if let Ok(t) = typed(kind, value) {
                     self.resource_count += 1;
                     self.push_typed(t, &location, full_url);
@@ -799,9 +807,11 @@ impl RecordBuilder {
         };
         let reference = reference_name(ty, w.id.as_deref(), location);
         // Contained Medication resources are resolvable as `#id` from this resource only.
+        // Found by their `resourceType` member wherever it stands: a draft order arrives as
+        // a parsed value, and one printed back to text has its keys sorted.
         for c in w.contained.iter().flatten() {
-            if peek_resource_type(c.get()) == Some("Medication")
-                && let Ok(m) = serde_json::from_str::<WMedication>(c.get())
+            if c.get("resourceType").and_then(serde_json::Value::as_str) == Some("Medication")
+                && let Ok(m) = WMedication::deserialize(c)
                 && let Some(id) = m.id
             {
                 let names = vec![format!("{reference}#{id}")];
@@ -823,7 +833,17 @@ impl RecordBuilder {
             "effectivePeriod.end",
             &mut self.issues,
         );
-        let med_ref = w.medication_reference.and_then(|r| r.reference).map(|r| {
+        // A Medication that cannot be found leaves the name the reference gives, read by
+        // name only (reported as such), rather than an order for an unknown drug.
+        let mut medication = concept(w.medication_codeable_concept);
+        let (med_ref, med_display) = match w.medication_reference {
+            Some(r) => (r.reference, r.display.filter(|d| !d.trim().is_empty())),
+            None => (None, None),
+        };
+        if medication.codings.is_empty() && medication.text.is_none() {
+            medication.text = med_display;
+        }
+        let med_ref = med_ref.map(|r| {
             if r.starts_with('#') {
                 format!("{reference}{r}")
             } else {
@@ -842,7 +862,7 @@ impl RecordBuilder {
             MedicationUse {
                 reference,
                 source,
-                medication: concept(w.medication_codeable_concept),
+                medication,
                 status: w.status,
                 intent: w.intent,
                 start,
@@ -1655,6 +1675,68 @@ mod tests {
             let (a, b) = (by_text.finish().unwrap(), by_value.finish().unwrap());
             assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text}");
         }
+    }
+
+    #[test]
+    fn a_contained_medication_is_found_whatever_its_key_order() {
+        // A draft order as EHRs send it: the drug is a Medication contained in the order.
+        // Printed back from a parsed value, `resourceType` comes last (keys sorted).
+        let orders = [
+            r##"{"resourceType":"MedicationRequest","id":"d","status":"draft","medicationReference":{"reference":"#m"},"contained":[{"resourceType":"Medication","id":"m","code":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"1357536"}]}}]}"##,
+            r##"{"resourceType":"MedicationRequest","id":"d","status":"draft","medicationReference":{"reference":"#m"},"contained":[{"code":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"1357536"}]},"id":"m","resourceType":"Medication"}]}"##,
+        ];
+        for text in orders {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            let mut by_text = RecordBuilder::new();
+            by_text.add_json(text, "draft", None);
+            let mut by_value = RecordBuilder::new();
+            by_value.add_value(&value, "draft", None);
+            for record in [by_text.finish().unwrap(), by_value.finish().unwrap()] {
+                assert_eq!(record.medications.len(), 1, "{text}");
+                let codes: Vec<&str> = record.medications[0]
+                    .medication
+                    .codings
+                    .iter()
+                    .map(|c| c.code.as_str())
+                    .collect();
+                assert_eq!(codes, ["1357536"], "{text}");
+            }
+        }
+        // Other contained resources, of any shape, are not medications and break nothing.
+        let text = r##"{"resourceType":"MedicationRequest","id":"d","medicationReference":{"reference":"#q"},"contained":[{"resourceType":"Questionnaire","id":"q","code":[{"code":"x"}]},7]}"##;
+        let mut b = RecordBuilder::new();
+        b.add_json(text, "draft", None);
+        let record = b.finish().unwrap();
+        assert_eq!(record.medications.len(), 1);
+        assert!(record.medications[0].medication.codings.is_empty());
+        // The reference names no medication: said so, not passed over.
+        assert_eq!(record.issues.len(), 1, "{:?}", record.issues);
+        assert!(
+            record.issues[0]
+                .message
+                .contains("the medication is unknown")
+        );
+
+        // A Medication not at hand: the reference's display is the name to go by.
+        let text = r##"{"resourceType":"MedicationRequest","id":"d","medicationReference":{"reference":"Medication/x","display":"Xeljanz 5 mg"}}"##;
+        let mut b = RecordBuilder::new();
+        b.add_json(text, "draft", None);
+        let record = b.finish().unwrap();
+        assert_eq!(
+            record.medications[0].medication.text.as_deref(),
+            Some("Xeljanz 5 mg")
+        );
+        // …but the Medication itself wins when it is there.
+        let mut b = RecordBuilder::new();
+        b.add_json(text, "draft", None);
+        b.add_json(
+            r#"{"resourceType":"Medication","id":"x","code":{"coding":[{"system":"s","code":"c"}]}}"#,
+            "m",
+            None,
+        );
+        let record = b.finish().unwrap();
+        assert_eq!(record.medications[0].medication.codings[0].code, "c");
+        assert_eq!(record.medications[0].medication.text, None);
     }
 
     #[test]

@@ -274,6 +274,52 @@ async fn patient_view_on_treatment_says_hold_when_neutrophils_persist_low() {
 }
 
 #[tokio::test]
+async fn a_draft_order_naming_a_contained_medication_is_assessed_the_same() {
+    // EHRs often send the drug as a Medication contained in the order. It must be found
+    // (whatever its key order), or a JAK inhibitor order would pass without a card.
+    let s = Server::start("contained", vec![]).await;
+    let plain = example("order-sign-tofacitinib.json");
+    let (_, want, _) = s.post("/cds-services/jakguard-order-sign", &plain).await;
+    let mut req = plain.clone();
+    let order = &mut req["context"]["draftOrders"]["entry"][0]["resource"];
+    let concept = order["medicationCodeableConcept"].take();
+    let map = order.as_object_mut().unwrap();
+    map.remove("medicationCodeableConcept");
+    map.insert("medicationReference".into(), json!({"reference": "#med"}));
+    map.insert(
+        "contained".into(),
+        json!([{"id": "med", "code": concept, "resourceType": "Medication"}]),
+    );
+    let (status, got, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
+    assert_eq!(status, 200, "{got}");
+    assert_valid_response(&got);
+    let summaries = |v: &Value| -> Vec<String> {
+        v["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["summary"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!summaries(&want).is_empty());
+    assert_eq!(summaries(&got), summaries(&want));
+
+    // A Medication that is not at hand: the reference's display still names the drug (read
+    // by name only), so the order is not waved through as "another drug".
+    let order = &mut req["context"]["draftOrders"]["entry"][0]["resource"];
+    order.as_object_mut().unwrap().remove("contained");
+    order["medicationReference"] =
+        json!({"reference": "Medication/not-sent", "display": "Xeljanz 5 mg tablet"});
+    let (status, by_name, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
+    assert_eq!(status, 200, "{by_name}");
+    assert_valid_response(&by_name);
+    let names = summaries(&by_name);
+    assert_eq!(names.len(), 1, "{by_name}");
+    assert!(names[0].starts_with("Tofacitinib"), "{names:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_draft_order_for_another_drug_gets_no_cards() {
     let s = Server::start("other", vec![]).await;
     let mut req = example("order-sign-tofacitinib.json");

@@ -77,8 +77,41 @@ fn draft_entries(context: &BTreeMap<String, Value>) -> &[Value] {
         .map_or(&[], Vec::as_slice)
 }
 
+/// The drug a draft order names: its `medicationCodeableConcept`, else the Medication its
+/// `medicationReference` points to inside the order (`contained`), else the reference's
+/// `display` (matched by name only). A drug behind any other reference is not known here.
 fn concept_of(v: &Value) -> Concept {
-    let cc = v.get("medicationCodeableConcept");
+    if v.get("medicationCodeableConcept").is_some() {
+        return concept_in(v.get("medicationCodeableConcept"));
+    }
+    let Some(r) = v.get("medicationReference") else {
+        return Concept::default();
+    };
+    let contained = r
+        .get("reference")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+        .and_then(|id| {
+            v.get("contained")?.as_array()?.iter().find(|c| {
+                c.get("resourceType").and_then(Value::as_str) == Some("Medication")
+                    && c.get("id").and_then(Value::as_str) == Some(id)
+            })
+        });
+    match contained {
+        Some(m) => concept_in(m.get("code")),
+        None => Concept {
+            codings: vec![],
+            text: r
+                .get("display")
+                .and_then(Value::as_str)
+                .filter(|d| !d.trim().is_empty())
+                .map(str::to_string),
+        },
+    }
+}
+
+/// A CodeableConcept given as JSON.
+fn concept_in(cc: Option<&Value>) -> Concept {
     Concept {
         codings: cc
             .and_then(|c| c.get("coding"))
