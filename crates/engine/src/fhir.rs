@@ -1497,6 +1497,15 @@ impl RecordBuilder {
         self.push_typed(resource.typed, location, None);
     }
 
+    /// The code of a Medication resource read so far, by a reference to it
+    /// (`Medication/id` or its full URL).
+    pub fn medication(&self, reference: &str) -> Option<&Concept> {
+        self.medication_resources
+            .iter()
+            .find(|(names, _)| names.iter().any(|n| n == reference))
+            .map(|(_, c)| c)
+    }
+
     /// Drops the observations `keep` rejects (the input problems found while reading them
     /// stay, so the report still shows them). For batch readers that must not hold every
     /// vital sign of millions of patients in memory.

@@ -395,6 +395,19 @@ async fn fhir_server(
                     axum::Json(entries[0]["resource"].clone()),
                 );
             }
+            // A read (`Type/id`) of any other type: that resource, or 404.
+            if let Some((_, id)) = path.split_once('/') {
+                return match entries.iter().find(|e| e["resource"]["id"] == id) {
+                    Some(e) => (
+                        axum::http::StatusCode::OK,
+                        axum::Json(e["resource"].clone()),
+                    ),
+                    None => (
+                        axum::http::StatusCode::NOT_FOUND,
+                        axum::Json(json!({"resourceType": "OperationOutcome"})),
+                    ),
+                };
+            }
             (
                 axum::http::StatusCode::OK,
                 axum::Json(
@@ -408,6 +421,69 @@ async fn fhir_server(
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}/fhir"), hits)
+}
+
+#[tokio::test]
+async fn a_draft_order_naming_a_medication_elsewhere_finds_it_in_the_prefetch_or_the_fhir_server() {
+    let s = Server::start("medref", vec![]).await;
+    let plain = example("order-sign-tofacitinib.json");
+    let (_, want, _) = s.post("/cds-services/jakguard-order-sign", &plain).await;
+    let summaries = |v: &Value| -> Vec<String> {
+        v["cards"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| c["summary"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(summaries(&want).len(), 1);
+
+    // The order names `Medication/tofa` and nothing else about its drug.
+    let mut req = plain.clone();
+    let order = &mut req["context"]["draftOrders"]["entry"][0]["resource"];
+    let code = order["medicationCodeableConcept"].take();
+    order
+        .as_object_mut()
+        .unwrap()
+        .remove("medicationCodeableConcept");
+    order["medicationReference"] = json!({"reference": "Medication/tofa"});
+    let medication = json!({"resourceType": "Medication", "id": "tofa", "code": code});
+
+    // 1. The prefetch holds the Medication.
+    let mut with_it = req.clone();
+    with_it["prefetch"]["medication"] = medication.clone();
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &with_it).await;
+    assert_eq!(status, 200, "{v}");
+    assert_valid_response(&v);
+    assert_eq!(summaries(&v), summaries(&want));
+
+    // 2. Only the EHR's FHIR server has it: read with the EHR's token.
+    let bundle = json!({"resourceType": "Bundle", "entry": [{"resource": medication}]});
+    let (fhir, hits) = fhir_server(bundle, "med-token").await;
+    let mut fetch = req.clone();
+    fetch["fhirServer"] = json!(fhir);
+    fetch["fhirAuthorization"] = json!({"access_token": "med-token", "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "jakguard"});
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &fetch).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(summaries(&v), summaries(&want));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // 3. The server does not have it: the order may be a JAK inhibitor, so that is an error
+    // that says what is missing, not an empty answer.
+    let mut absent = fetch.clone();
+    absent["context"]["draftOrders"]["entry"][0]["resource"]["medicationReference"] =
+        json!({"reference": "Medication/gone"});
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &absent).await;
+    assert_eq!(status, 412, "{v}");
+    assert!(v.to_string().contains("Medication/gone"), "{v}");
+
+    // 4. Nowhere to look: no card (the drug cannot be known), as for any other drug.
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(summaries(&v).is_empty(), "{v}");
+    s.stop().await;
 }
 
 #[tokio::test]

@@ -137,13 +137,34 @@ fn concept_in(cc: Option<&Value>) -> Concept {
     }
 }
 
+/// The draft orders that matter: the JAK inhibitor orders, and the orders whose drug is
+/// only a reference to a Medication elsewhere (it may be one).
+#[derive(Default)]
+struct Drafts {
+    jak: Vec<DraftJak>,
+    /// `(entry, reference)` of the orders whose drug could not be told from the order.
+    unknown: Vec<(usize, String)>,
+}
+
+/// A `Medication/id` reference, the only kind fetched from the EHR's FHIR server (an id is
+/// at most 64 letters, digits, `-` and `.`, so it cannot reach any other path).
+fn medication_read(reference: &str) -> Option<&str> {
+    let id = reference.strip_prefix("Medication/")?;
+    (!id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+    .then_some(reference)
+}
+
 /// The JAK inhibitor orders among the draft orders (only the selected ones for order-select).
-fn jak_drafts(kb: &engine::Knowledge, context: &BTreeMap<String, Value>) -> Vec<DraftJak> {
+fn jak_drafts(kb: &engine::Knowledge, context: &BTreeMap<String, Value>) -> Drafts {
     let selections: Option<Vec<&str>> = context
         .get("selections")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect());
-    let mut out = vec![];
+    let mut out = Drafts::default();
     for (i, e) in draft_entries(context).iter().enumerate() {
         let Some(r) = e.get("resource") else { continue };
         if r.get("resourceType").and_then(Value::as_str) != Some("MedicationRequest") {
@@ -158,13 +179,74 @@ fn jak_drafts(kb: &engine::Knowledge, context: &BTreeMap<String, Value>) -> Vec<
                 continue;
             }
         }
-        for (drug, _) in engine::facts::drugs_in(kb, &concept_of(r)) {
-            if !out.iter().any(|d: &DraftJak| d.drug == drug) {
-                out.push(DraftJak { drug, entry: i });
+        let concept = concept_of(r);
+        if concept.codings.is_empty() && concept.text.is_none() {
+            if let Some(reference) = r
+                .get("medicationReference")
+                .and_then(|m| m.get("reference"))
+                .and_then(Value::as_str)
+                .and_then(medication_read)
+            {
+                out.unknown.push((i, reference.to_string()));
             }
+            continue;
         }
+        add_drugs(kb, &mut out.jak, &concept, i);
     }
     out
+}
+
+fn add_drugs(kb: &engine::Knowledge, jak: &mut Vec<DraftJak>, concept: &Concept, entry: usize) {
+    for (drug, _) in engine::facts::drugs_in(kb, concept) {
+        if !jak.iter().any(|d| d.drug == drug) {
+            jak.push(DraftJak { drug, entry });
+        }
+    }
+}
+
+/// Fetches the Medications that draft orders only refer to, from the EHR's FHIR server with
+/// its token, and adds the JAK inhibitors among them to `drafts`. Returns each fetched
+/// Medication's text and reference, for the record. Without a FHIR server nothing can be
+/// fetched; a fetch that fails is an error (the order may be for a JAK inhibitor).
+async fn fetch_draft_medications(
+    state: &AppState,
+    req: &HookRequest,
+    drafts: &mut Drafts,
+) -> Result<Vec<(String, String)>, AppError> {
+    let Some(server) = &req.fhir_server else {
+        return Ok(vec![]);
+    };
+    let token = req
+        .fhir_authorization
+        .as_ref()
+        .map(|a| a.access_token.as_str());
+    let mut fetched = vec![];
+    for (entry, reference) in std::mem::take(&mut drafts.unknown) {
+        let pages = fhir_client::fetch(&state.http, server, &reference, token)
+            .await
+            .map_err(|e| {
+                AppError::PreconditionFailed(format!(
+                    "the drug of draft order {entry} (`{reference}`): {e}"
+                ))
+            })?;
+        let Some(text) = pages.into_iter().next() else {
+            continue;
+        };
+        let medication: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if medication.get("resourceType").and_then(Value::as_str) != Some("Medication") {
+            return Err(AppError::PreconditionFailed(format!(
+                "the drug of draft order {entry}: `{reference}` is not a Medication on the FHIR server"
+            )));
+        }
+        add_drugs(
+            &state.kb,
+            &mut drafts.jak,
+            &concept_in(medication.get("code")),
+            entry,
+        );
+        fetched.push((text, reference));
+    }
+    Ok(fetched)
 }
 
 /// Answers a hook request; a request that fails is audited too (with its status), so the
@@ -224,7 +306,7 @@ async fn answer(
     let early_drafts = std::cell::RefCell::new(None);
     let wanted = |context: &BTreeMap<String, Value>| {
         let drafts = jak_drafts(&state.kb, context);
-        let want = !order_hook || !drafts.is_empty();
+        let want = !order_hook || !drafts.jak.is_empty() || !drafts.unknown.is_empty();
         *early_drafts.borrow_mut() = Some(drafts);
         want
     };
@@ -247,20 +329,44 @@ async fn answer(
         return Err(AppError::BadRequest(problems));
     }
     let patient_id = req.patient_id();
-    let drafts = if order_hook {
+    let mut drafts = if order_hook {
         // The context the reader judged is the request's context, unchanged since.
         early_drafts.unwrap_or_else(|| jak_drafts(&state.kb, &req.context))
     } else {
-        vec![]
+        Drafts::default()
     };
+    // Drugs that draft orders only refer to: from the prefetch when it holds the Medication,
+    // else from the FHIR server.
+    let mut prefetched = prefetched;
+    if !drafts.unknown.is_empty() {
+        let p = prefetched.get_or_insert_with(|| Prefetched::from_raw(&req));
+        drafts
+            .unknown
+            .retain(|(entry, reference)| match p.builder.medication(reference) {
+                Some(concept) => {
+                    add_drugs(&state.kb, &mut drafts.jak, concept, *entry);
+                    false
+                }
+                None => true,
+            });
+    }
+    let medications = fetch_draft_medications(&state, &req, &mut drafts).await?;
+    let drafts = drafts.jak;
     if order_hook && drafts.is_empty() {
         // Not a JAK inhibitor: nothing to say, answered without reading the record.
         audit(&state, &id, &req, patient_id, 200, vec![]);
         return Ok(Json(CdsResponse::default()).into_response());
     }
 
-    let (record, fetched) =
-        build_record(&state, &req, prefetched, &service.prefetch, patient_id).await?;
+    let (record, fetched) = build_record(
+        &state,
+        &req,
+        prefetched,
+        &service.prefetch,
+        patient_id,
+        &medications,
+    )
+    .await?;
     let kb = &state.kb;
     let drugs: Vec<DrugId> = if order_hook {
         drafts.iter().map(|d| d.drug).collect()
@@ -366,6 +472,7 @@ async fn build_record(
     prefetched: Option<Prefetched>,
     templates: &BTreeMap<String, String>,
     patient_id: &str,
+    medications: &[(String, String)],
 ) -> Result<(engine::record::Record, bool), AppError> {
     let Prefetched {
         builder: mut b,
@@ -375,8 +482,12 @@ async fn build_record(
         .iter()
         .filter(|(k, _)| !keys.contains(k))
         .collect();
-    let fetched = !missing.is_empty();
-    if fetched {
+    // Draft orders' Medications fetched from the FHIR server (known by their reference).
+    for (text, reference) in medications {
+        b.add_json(text, &format!("fetched.{reference}"), Some(reference));
+    }
+    let fetched = !missing.is_empty() || !medications.is_empty();
+    if !missing.is_empty() {
         let Some(server) = &req.fhir_server else {
             let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
             return Err(AppError::PreconditionFailed(format!(
