@@ -478,6 +478,12 @@ async fn a_draft_order_naming_a_medication_elsewhere_finds_it_in_the_prefetch_or
     let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &absent).await;
     assert_eq!(status, 412, "{v}");
     assert!(v.to_string().contains("Medication/gone"), "{v}");
+    // …unless the reference's display names the drug: then it goes by that name.
+    absent["context"]["draftOrders"]["entry"][0]["resource"]["medicationReference"]["display"] =
+        json!("Xeljanz 5 mg tablet");
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &absent).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(summaries(&v), summaries(&want));
 
     // 4. Nowhere to look: no card (the drug cannot be known), as for any other drug.
     let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &req).await;

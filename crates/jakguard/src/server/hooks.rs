@@ -179,19 +179,19 @@ fn jak_drafts(kb: &engine::Knowledge, context: &BTreeMap<String, Value>) -> Draf
                 continue;
             }
         }
-        let concept = concept_of(r);
-        if concept.codings.is_empty() && concept.text.is_none() {
-            if let Some(reference) = r
+        // A `Medication/id` is looked up (prefetch, FHIR server) before its display is
+        // trusted: the display may be only a product name or a form.
+        if r.get("medicationCodeableConcept").is_none()
+            && let Some(reference) = r
                 .get("medicationReference")
                 .and_then(|m| m.get("reference"))
                 .and_then(Value::as_str)
                 .and_then(medication_read)
-            {
-                out.unknown.push((i, reference.to_string()));
-            }
+        {
+            out.unknown.push((i, reference.to_string()));
             continue;
         }
-        add_drugs(kb, &mut out.jak, &concept, i);
+        add_drugs(kb, &mut out.jak, &concept_of(r), i);
     }
     out
 }
@@ -214,6 +214,7 @@ async fn fetch_draft_medications(
     drafts: &mut Drafts,
 ) -> Result<Vec<(String, String)>, AppError> {
     let Some(server) = &req.fhir_server else {
+        by_display(&state.kb, req, drafts);
         return Ok(vec![]);
     };
     let token = req
@@ -221,22 +222,22 @@ async fn fetch_draft_medications(
         .as_ref()
         .map(|a| a.access_token.as_str());
     let mut fetched = vec![];
+    let mut failed = vec![];
     for (entry, reference) in std::mem::take(&mut drafts.unknown) {
-        let pages = fhir_client::fetch(&state.http, server, &reference, token)
-            .await
-            .map_err(|e| {
-                AppError::PreconditionFailed(format!(
-                    "the drug of draft order {entry} (`{reference}`): {e}"
-                ))
-            })?;
-        let Some(text) = pages.into_iter().next() else {
-            continue;
+        let text = match fhir_client::fetch(&state.http, server, &reference, token).await {
+            Ok(pages) => pages.into_iter().next().unwrap_or_default(),
+            Err(e) => {
+                failed.push(((entry, reference), e));
+                continue;
+            }
         };
         let medication: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if medication.get("resourceType").and_then(Value::as_str) != Some("Medication") {
-            return Err(AppError::PreconditionFailed(format!(
-                "the drug of draft order {entry}: `{reference}` is not a Medication on the FHIR server"
-            )));
+            failed.push((
+                (entry, reference),
+                "the FHIR server gave no Medication".to_string(),
+            ));
+            continue;
         }
         add_drugs(
             &state.kb,
@@ -246,7 +247,31 @@ async fn fetch_draft_medications(
         );
         fetched.push((text, reference));
     }
+    // A Medication the server could not give: its display, if it names one of our drugs;
+    // otherwise the order may still be a JAK inhibitor, and that is an error, not silence.
+    drafts.unknown = failed.iter().map(|(u, _)| u.clone()).collect();
+    let before = drafts.jak.len();
+    by_display(&state.kb, req, drafts);
+    if let Some(((entry, reference), e)) = failed
+        .iter()
+        .find(|((entry, _), _)| !drafts.jak[before..].iter().any(|d| d.entry == *entry))
+    {
+        return Err(AppError::PreconditionFailed(format!(
+            "the drug of draft order {entry} (`{reference}`): {e}"
+        )));
+    }
     Ok(fetched)
+}
+
+/// The drafts still unknown, by the display of their `medicationReference` (matched by name
+/// only); those it names nothing of ours for stay unknown and get no card.
+fn by_display(kb: &engine::Knowledge, req: &HookRequest, drafts: &mut Drafts) {
+    let entries = draft_entries(&req.context);
+    for (entry, _) in std::mem::take(&mut drafts.unknown) {
+        if let Some(r) = entries.get(entry).and_then(|e| e.get("resource")) {
+            add_drugs(kb, &mut drafts.jak, &concept_of(r), entry);
+        }
+    }
 }
 
 /// Answers a hook request; a request that fails is audited too (with its status), so the
