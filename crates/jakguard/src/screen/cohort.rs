@@ -60,19 +60,19 @@ impl<'k> Cohort<'k> {
         let Ok(record) = b.finish() else {
             return false;
         };
+        // The engine's own drug recognition (the one `Facts` uses for medications), without
+        // building every other fact of a one-resource record for each order line.
+        let on_jak = record
+            .medications
+            .iter()
+            .any(|m| m.is_active() && !engine::facts::drugs_in(self.kb, &m.medication).is_empty());
+        if on_jak || self.axspa.is_empty() {
+            return on_jak;
+        }
         let facts = Facts::build(self.kb, &record, self.as_of);
-        let on_jak = facts.medications.iter().any(|m| {
-            record.medications[m.index].is_active()
-                && self
-                    .kb
-                    .drugs
-                    .iter()
-                    .any(|d| m.valuesets.contains(&d.valueset))
-        });
-        on_jak
-            || facts.conditions.iter().any(|c| {
-                record.conditions[c.index].counts()
-                    && c.valuesets.iter().any(|v| self.axspa.contains(v))
-            })
+        facts.conditions.iter().any(|c| {
+            record.conditions[c.index].counts()
+                && c.valuesets.iter().any(|v| self.axspa.contains(v))
+        })
     }
 }
