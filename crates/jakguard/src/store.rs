@@ -209,32 +209,39 @@ fn write_batch(
 
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// Requests written in one transaction at most.
+const BATCH_ROWS: usize = 2000;
+
 /// Audit rows waiting for the writer at most: at a few hundred bytes each, a few megabytes,
 /// and many seconds of the heaviest load the service sustains.
 const AUDIT_QUEUE: usize = 50_000;
 
 /// Commits queued rows in batches: everything arriving within `LINGER` goes in one transaction.
 fn audit_writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    // True when the last batch was cut at its size limit: more rows are already waiting.
+    let mut behind = false;
     while let Ok(first) = rx.recv() {
-        let started = std::time::Instant::now();
         let mut batch = vec![];
         let mut flushes = vec![];
-        let mut next = Some(first);
-        while let Some(job) = next {
-            match job {
-                Job::Request(a, c) => batch.push((a, c)),
-                Job::Flush(done) => flushes.push(done),
-            }
-            // Linger a little for more rows: under load one transaction then carries many
-            // requests instead of one each (commits, not inserts, are what cost). A flush
-            // request ends the wait at once.
-            next = if batch.len() >= 2000 || !flushes.is_empty() {
-                None
-            } else {
-                rx.recv_timeout(LINGER.saturating_sub(started.elapsed()))
-                    .ok()
-            };
+        let take = |job, batch: &mut Vec<_>, flushes: &mut Vec<_>| match job {
+            Job::Request(a, c) => batch.push((a, c)),
+            Job::Flush(done) => flushes.push(done),
+        };
+        let flush_first = matches!(first, Job::Flush(_));
+        take(first, &mut batch, &mut flushes);
+        // Under load, sleep a little and then take everything that arrived: one transaction
+        // carries many requests (commits, not inserts, are what cost), and a request queued
+        // meanwhile finds no writer waiting, so it wakes no thread (waiting in `recv` for
+        // each row cost a context switch per request). A flush is not kept waiting.
+        if !flush_first && !behind {
+            std::thread::sleep(LINGER);
         }
+        while batch.len() < BATCH_ROWS
+            && let Ok(job) = rx.try_recv()
+        {
+            take(job, &mut batch, &mut flushes);
+        }
+        behind = batch.len() >= BATCH_ROWS;
         if !batch.is_empty()
             && let Err(e) = write_batch(&mut conn, &batch)
         {
