@@ -194,10 +194,44 @@ pub fn read_request_one_pass(
     // checks its UTF-8 and its syntax, trailing bytes included, before anything is read), then
     // serde walks the resulting tape; strings are unescaped in place, so it needs its own
     // copy of the bytes (the caller keeps the original for the card link).
-    let mut copy = body.to_vec();
-    let mut buffers = simd_json::Buffers::with_max_depth(copy.len(), MAX_DEPTH);
-    let mut de = simd_json::Deserializer::from_slice_with_buffers(&mut copy, &mut buffers).ok()?;
-    RequestSeed { wanted }.deserialize(&mut de).ok()
+    let read = |copy: &mut Vec<u8>, buffers: &mut simd_json::Buffers| {
+        copy.clear();
+        copy.extend_from_slice(body);
+        let mut de = simd_json::Deserializer::from_slice_with_buffers(copy, buffers).ok()?;
+        RequestSeed { wanted: &wanted }.deserialize(&mut de).ok()
+    };
+    // The copy and simd-json's buffers are kept by each thread between requests: memory
+    // reused stays in the cache, where fresh memory for every request (a few times the body)
+    // made allocation the costliest step of the reading. Unusually large ones are let go.
+    let kept = SCRATCH.try_with(|scratch| {
+        let mut scratch = scratch.try_borrow_mut().ok()?;
+        let (copy, buffers) = &mut *scratch;
+        let result = read(copy, buffers);
+        if copy.capacity() > SCRATCH_KEPT {
+            *scratch = fresh_scratch();
+        }
+        Some(result)
+    });
+    match kept {
+        Ok(Some(result)) => result,
+        // Only when the thread is exiting or the reader is re-entered: fresh buffers.
+        _ => {
+            let (mut copy, mut buffers) = fresh_scratch();
+            read(&mut copy, &mut buffers)
+        }
+    }
+}
+
+/// Bodies up to this size keep their thread's reading buffers for the next request.
+const SCRATCH_KEPT: usize = 1 << 20;
+
+fn fresh_scratch() -> (Vec<u8>, simd_json::Buffers) {
+    (Vec::new(), simd_json::Buffers::with_max_depth(0, MAX_DEPTH))
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, simd_json::Buffers)> =
+        std::cell::RefCell::new(fresh_scratch());
 }
 
 /// The deepest nesting the one-pass reader accepts: serde_json's own limit, so both readings
