@@ -207,7 +207,7 @@ fn write_batch(
     tx.commit()
 }
 
-const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Requests written in one transaction at most.
 const BATCH_ROWS: usize = 2000;
