@@ -202,9 +202,6 @@ fn write_batch(
                     card.rules.join(" ")
                 ])?;
             }
-            // A request thread waiting for this core goes first: a batch is written a row
-            // at a time between them, not as one burst that holds up answers.
-            std::thread::yield_now();
         }
     }
     tx.commit()
