@@ -188,6 +188,30 @@ fn a_gzip_export_gives_the_same_results_as_the_plain_one() {
     assert!(a == b, "gzip and plain exports gave different results");
 }
 
+#[test]
+fn a_run_into_a_used_directory_replaces_the_previous_results_whole() {
+    // The previous results are deleted in the background while the export is read: the new
+    // file must hold exactly this run's lines, nothing of the old one.
+    let (big, small) = (scratch("reuse-big"), scratch("reuse-small"));
+    let (out, fresh) = (scratch("reuse-out"), scratch("reuse-fresh"));
+    synth(&big, 120, 5, false);
+    synth(&small, 20, 6, false);
+    let o = screen(&big, &out, &[]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+    let old = std::fs::read(out.join("screen-results.ndjson")).unwrap();
+    for (export, dir) in [(&small, &out), (&small, &fresh)] {
+        let o = screen(export, dir, &[]);
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+    }
+    let reused = std::fs::read(out.join("screen-results.ndjson")).unwrap();
+    let clean = std::fs::read(fresh.join("screen-results.ndjson")).unwrap();
+    assert!(!clean.is_empty() && clean.len() < old.len());
+    assert!(
+        reused == clean,
+        "results in a used directory differ from a fresh one"
+    );
+}
+
 fn patient_bundle(export: &Path, id: &str) -> serde_json::Value {
     let refs = [format!("\"Patient/{id}\""), format!("\"urn:uuid:{id}\"")];
     let mut entries = vec![];
