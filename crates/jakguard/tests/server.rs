@@ -484,6 +484,15 @@ async fn a_draft_order_naming_a_medication_elsewhere_finds_it_in_the_prefetch_or
     let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &absent).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(summaries(&v), summaries(&want));
+    // Two such drafts for the same drug: both named, one card, still no error.
+    let mut twice = absent.clone();
+    let entry = twice["context"]["draftOrders"]["entry"][0].clone();
+    let mut second = entry.clone();
+    second["resource"]["id"] = json!("draft-2");
+    twice["context"]["draftOrders"]["entry"] = json!([entry, second]);
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &twice).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(summaries(&v), summaries(&want));
 
     // 4. Nowhere to look: no card (the drug cannot be known), as for any other drug.
     let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &req).await;

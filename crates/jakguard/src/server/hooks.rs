@@ -152,11 +152,16 @@ fn medication_read(reference: &str) -> Option<&str> {
     let id = reference.strip_prefix("Medication/")?;
     (!id.is_empty()
         && id.len() <= 64
+        // `.` and `..` would be path steps, not ids.
+        && id.bytes().any(|b| b.is_ascii_alphanumeric())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
     .then_some(reference)
 }
+
+/// Distinct Medications read from the FHIR server for one request at most.
+const MEDICATION_READS: usize = 20;
 
 /// The JAK inhibitor orders among the draft orders (only the selected ones for order-select).
 fn jak_drafts(kb: &engine::Knowledge, context: &BTreeMap<String, Value>) -> Drafts {
@@ -221,9 +226,27 @@ async fn fetch_draft_medications(
         .fhir_authorization
         .as_ref()
         .map(|a| a.access_token.as_str());
-    let mut fetched = vec![];
+    let mut fetched: Vec<(String, String)> = vec![];
     let mut failed = vec![];
     for (entry, reference) in std::mem::take(&mut drafts.unknown) {
+        // A Medication named by several drafts is read once.
+        if let Some((text, _)) = fetched.iter().find(|(_, r)| *r == reference) {
+            let medication: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            add_drugs(
+                &state.kb,
+                &mut drafts.jak,
+                &concept_in(medication.get("code")),
+                entry,
+            );
+            continue;
+        }
+        if fetched.len() + failed.len() >= MEDICATION_READS {
+            failed.push((
+                (entry, reference),
+                format!("more than {MEDICATION_READS} Medications to read"),
+            ));
+            continue;
+        }
         let text = match fhir_client::fetch(&state.http, server, &reference, token).await {
             Ok(pages) => pages.into_iter().next().unwrap_or_default(),
             Err(e) => {
@@ -250,12 +273,15 @@ async fn fetch_draft_medications(
     // A Medication the server could not give: its display, if it names one of our drugs;
     // otherwise the order may still be a JAK inhibitor, and that is an error, not silence.
     drafts.unknown = failed.iter().map(|(u, _)| u.clone()).collect();
-    let before = drafts.jak.len();
     by_display(&state.kb, req, drafts);
-    if let Some(((entry, reference), e)) = failed
-        .iter()
-        .find(|((entry, _), _)| !drafts.jak[before..].iter().any(|d| d.entry == *entry))
-    {
+    let entries = draft_entries(&req.context);
+    let named = |entry: usize| {
+        entries
+            .get(entry)
+            .and_then(|e| e.get("resource"))
+            .is_some_and(|r| !engine::facts::drugs_in(&state.kb, &concept_of(r)).is_empty())
+    };
+    if let Some(((entry, reference), e)) = failed.iter().find(|((entry, _), _)| !named(*entry)) {
         return Err(AppError::PreconditionFailed(format!(
             "the drug of draft order {entry} (`{reference}`): {e}"
         )));
@@ -589,4 +615,33 @@ fn finish_record(
         record.patient.id = Some(req.patient_id().to_string());
     }
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_medication_ids_are_read_from_the_fhir_server() {
+        for ok in ["Medication/tofa", "Medication/a.b-1", "Medication/7"] {
+            assert_eq!(medication_read(ok), Some(ok));
+        }
+        for refused in [
+            "Medication/",
+            "Medication/.",
+            "Medication/..",
+            "Medication/-.",
+            "Medication/x/y",
+            "Medication/x?y=1",
+            "Medication/tofa/_history/2",
+            "Patient/p1",
+            "#med",
+            "urn:uuid:1234",
+            "https://ehr.example/fhir/Medication/x",
+        ] {
+            assert_eq!(medication_read(refused), None, "{refused}");
+        }
+        let long = format!("Medication/{}", "a".repeat(65));
+        assert_eq!(medication_read(&long), None);
+    }
 }
