@@ -227,20 +227,16 @@ async fn fetch_draft_medications(
         .as_ref()
         .map(|a| a.access_token.as_str());
     let mut fetched: Vec<(String, String)> = vec![];
+    // The drug each Medication read names, so a Medication named by several drafts is read
+    // (and parsed) once.
+    let mut read: Vec<(String, Concept)> = vec![];
     let mut failed = vec![];
     for (entry, reference) in std::mem::take(&mut drafts.unknown) {
-        // A Medication named by several drafts is read once.
-        if let Some((text, _)) = fetched.iter().find(|(_, r)| *r == reference) {
-            let medication: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-            add_drugs(
-                &state.kb,
-                &mut drafts.jak,
-                &concept_in(medication.get("code")),
-                entry,
-            );
+        if let Some((_, concept)) = read.iter().find(|(r, _)| *r == reference) {
+            add_drugs(&state.kb, &mut drafts.jak, concept, entry);
             continue;
         }
-        if fetched.len() + failed.len() >= MEDICATION_READS {
+        if read.len() + failed.len() >= MEDICATION_READS {
             failed.push((
                 (entry, reference),
                 format!("more than {MEDICATION_READS} Medications to read"),
@@ -262,26 +258,19 @@ async fn fetch_draft_medications(
             ));
             continue;
         }
-        add_drugs(
-            &state.kb,
-            &mut drafts.jak,
-            &concept_in(medication.get("code")),
-            entry,
-        );
+        let concept = concept_in(medication.get("code"));
+        add_drugs(&state.kb, &mut drafts.jak, &concept, entry);
+        read.push((reference.clone(), concept));
         fetched.push((text, reference));
     }
     // A Medication the server could not give: its display, if it names one of our drugs;
     // otherwise the order may still be a JAK inhibitor, and that is an error, not silence.
     drafts.unknown = failed.iter().map(|(u, _)| u.clone()).collect();
-    by_display(&state.kb, req, drafts);
-    let entries = draft_entries(&req.context);
-    let named = |entry: usize| {
-        entries
-            .get(entry)
-            .and_then(|e| e.get("resource"))
-            .is_some_and(|r| !engine::facts::drugs_in(&state.kb, &concept_of(r)).is_empty())
-    };
-    if let Some(((entry, reference), e)) = failed.iter().find(|((entry, _), _)| !named(*entry)) {
+    let unnamed = by_display(&state.kb, req, drafts);
+    if let Some(((entry, reference), e)) = failed
+        .iter()
+        .find(|((entry, _), _)| unnamed.contains(entry))
+    {
         return Err(AppError::PreconditionFailed(format!(
             "the drug of draft order {entry} (`{reference}`): {e}"
         )));
@@ -290,14 +279,23 @@ async fn fetch_draft_medications(
 }
 
 /// The drafts still unknown, by the display of their `medicationReference` (matched by name
-/// only); those it names nothing of ours for stay unknown and get no card.
-fn by_display(kb: &engine::Knowledge, req: &HookRequest, drafts: &mut Drafts) {
+/// only). Returns the entries whose display names none of our drugs: they stay unknown.
+fn by_display(kb: &engine::Knowledge, req: &HookRequest, drafts: &mut Drafts) -> Vec<usize> {
     let entries = draft_entries(&req.context);
+    let mut unnamed = vec![];
     for (entry, _) in std::mem::take(&mut drafts.unknown) {
-        if let Some(r) = entries.get(entry).and_then(|e| e.get("resource")) {
-            add_drugs(kb, &mut drafts.jak, &concept_of(r), entry);
+        let concept = entries
+            .get(entry)
+            .and_then(|e| e.get("resource"))
+            .map(concept_of)
+            .unwrap_or_default();
+        if engine::facts::drugs_in(kb, &concept).is_empty() {
+            unnamed.push(entry);
+        } else {
+            add_drugs(kb, &mut drafts.jak, &concept, entry);
         }
     }
+    unnamed
 }
 
 /// Answers a hook request; a request that fails is audited too (with its status), so the
