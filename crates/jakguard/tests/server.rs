@@ -622,6 +622,19 @@ async fn feedback_is_stored_and_reported_per_rule() {
         )
         .await;
     let card = v["cards"][0]["uuid"].as_str().unwrap().to_string();
+    // Card ids are time-ordered (UUID version 7), so the store's index on them grows at its
+    // end instead of at random places: a later card's id sorts after an earlier one's.
+    let id = uuid::Uuid::parse_str(&card).unwrap();
+    assert_eq!(id.get_version_num(), 7, "{card}");
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let (_, later, _) = s
+        .post(
+            "/cds-services/jakguard-order-sign",
+            &example("order-sign-tofacitinib.json"),
+        )
+        .await;
+    let later = later["cards"][0]["uuid"].as_str().unwrap();
+    assert!(later > card.as_str(), "{later} after {card}");
     let fb = json!({"feedback": [
         {"card": card, "outcome": "overridden", "overrideReason": {"reason": {"code": "benefit-outweighs-risk", "system": "urn:jakguard:override-reason", "display": "Benefit outweighs the risk for this patient"}, "userComment": "patient name here"}, "outcomeTimestamp": "2026-11-27T10:05:31Z"}
     ]});
@@ -641,7 +654,7 @@ async fn feedback_is_stored_and_reported_per_rule() {
         .iter()
         .find(|r| r.rule == "tofa-smoker")
         .expect("rule counted");
-    assert_eq!((smoker.cards, smoker.overridden), (1, 1));
+    assert_eq!((smoker.cards, smoker.overridden), (2, 1));
     assert_eq!(
         smoker.reasons[0].0,
         "Benefit outweighs the risk for this patient"

@@ -407,7 +407,7 @@ pub fn card(
     };
     let rules: Vec<String> = a.findings.iter().map(|f| f.rule.clone()).collect();
     let card = Card {
-        uuid: Some(uuid::Uuid::new_v4().to_string()),
+        uuid: Some(uuid::Uuid::now_v7().to_string()),
         summary: summary(a),
         detail: Some(detail(report, a)),
         indicator: indicator.to_string(),
