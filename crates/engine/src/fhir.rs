@@ -325,6 +325,116 @@ struct WEntry<'a> {
 // Conversion helpers
 // ---------------------------------------------------------------------------------------
 
+/// The drug a medication resource names, as far as the resource itself tells it.
+struct Named {
+    /// Its `medicationCodeableConcept`; else the code of the Medication contained in it that
+    /// its `medicationReference` names; else the reference's `display`, as text (matched by
+    /// name only, and reported as such).
+    concept: Concept,
+    /// The `medicationReference` when it names a Medication that is not contained in the
+    /// resource (`Medication/1`, a full URL), or a `#id` that nothing contained has.
+    elsewhere: Option<String>,
+}
+
+/// Contained Medications are looked up here, in their own resource only (FHIR: a `#id`
+/// reference names a resource contained in the one that holds it), so two orders with
+/// contained Medications of the same id cannot take each other's drug. They are found by
+/// their `resourceType` member wherever it stands: a draft order arrives as a parsed value,
+/// and one printed back to text has its keys sorted.
+fn named(
+    codeable: Option<WConcept>,
+    reference: Option<WMedicationReference>,
+    contained: Option<Vec<serde_json::Value>>,
+) -> Named {
+    let mut concept = concept(codeable);
+    let (reference, display) = match reference {
+        Some(r) => (r.reference, r.display.filter(|d| !d.trim().is_empty())),
+        None => (None, None),
+    };
+    if let Some(id) = reference.as_deref().and_then(|r| r.strip_prefix('#')) {
+        let found = contained.iter().flatten().find(|c| {
+            c.get("resourceType").and_then(serde_json::Value::as_str) == Some("Medication")
+                && c.get("id").and_then(serde_json::Value::as_str) == Some(id)
+        });
+        if let Some(m) = found.and_then(|m| WMedication::deserialize(m).ok()) {
+            return Named {
+                concept: self::concept(m.code),
+                elsewhere: None,
+            };
+        }
+    }
+    if concept.codings.is_empty() && concept.text.is_none() {
+        concept.text = display;
+    }
+    Named {
+        concept,
+        elsewhere: reference,
+    }
+}
+
+/// The drug a MedicationRequest, MedicationStatement, MedicationAdministration or
+/// MedicationDispense given as JSON names, read exactly as a record reads it (a CDS Hooks
+/// service decides with it whether a draft order is for one of the knowledge's drugs).
+/// `reference` is set when the drug is a Medication outside the resource: the caller looks
+/// it up (in the input, or elsewhere) before trusting `concept`, which then holds at most the
+/// reference's display. An error names the member that does not read.
+pub fn named_medication(value: &serde_json::Value) -> Result<NamedMedication, String> {
+    let w = WMedicationUse::deserialize(value).map_err(|e| e.to_string())?;
+    let Named { concept, elsewhere } = named(
+        w.medication_codeable_concept,
+        w.medication_reference,
+        w.contained,
+    );
+    Ok(NamedMedication {
+        concept,
+        reference: elsewhere.filter(|r| !r.starts_with('#')),
+    })
+}
+
+/// See `named_medication`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedMedication {
+    pub concept: Concept,
+    pub reference: Option<String>,
+}
+
+/// The code of a Medication resource given as JSON (`None` when it is not one, or does not
+/// read).
+pub fn medication_code(value: &serde_json::Value) -> Option<Concept> {
+    if value
+        .get("resourceType")
+        .and_then(serde_json::Value::as_str)
+        != Some("Medication")
+    {
+        return None;
+    }
+    WMedication::deserialize(value)
+        .ok()
+        .map(|m| concept(m.code))
+}
+
+/// The Medication a reference names among those read: by any of its names, else, for a
+/// version-specific reference (`Medication/1/_history/2`), by the resource it is a version
+/// of.
+fn find_medication<'a>(
+    resources: &'a [(Vec<String>, Concept)],
+    reference: &str,
+) -> Option<&'a Concept> {
+    let by = |r: &str| {
+        resources
+            .iter()
+            .find(|(names, _)| names.iter().any(|n| n == r))
+            .map(|(_, c)| c)
+    };
+    by(reference).or_else(|| by(unversioned(reference)?))
+}
+
+/// `Medication/1/_history/2` (or a full URL ending so) without its version.
+pub fn unversioned(reference: &str) -> Option<&str> {
+    let (resource, version) = reference.rsplit_once("/_history/")?;
+    (!version.is_empty() && !version.contains('/')).then_some(resource)
+}
+
 fn concept(w: Option<WConcept>) -> Concept {
     let Some(w) = w else {
         return Concept::default();
@@ -564,7 +674,7 @@ pub struct RecordBuilder {
     immunizations: About<Immunization>,
     allergies: About<Allergy>,
     answers: About<Answer>,
-    /// Medication resources by every name a reference may use (`Medication/1`, full URL, `#1`).
+    /// Medication resources by every name a reference may use (`Medication/1`, full URL).
     medication_resources: Vec<(Vec<String>, Concept)>,
     issues: Vec<InputIssue>,
     resource_count: usize,
@@ -806,18 +916,6 @@ impl RecordBuilder {
             MedicationSource::Dispense => "MedicationDispense",
         };
         let reference = reference_name(ty, w.id.as_deref(), location);
-        // Contained Medication resources are resolvable as `#id` from this resource only.
-        // Found by their `resourceType` member wherever it stands: a draft order arrives as
-        // a parsed value, and one printed back to text has its keys sorted.
-        for c in w.contained.iter().flatten() {
-            if c.get("resourceType").and_then(serde_json::Value::as_str) == Some("Medication")
-                && let Ok(m) = WMedication::deserialize(c)
-                && let Some(id) = m.id
-            {
-                let names = vec![format!("{reference}#{id}")];
-                self.medication_resources.push((names, concept(m.code)));
-            }
-        }
         let start_text = w
             .authored_on
             .as_deref()
@@ -833,17 +931,17 @@ impl RecordBuilder {
             "effectivePeriod.end",
             &mut self.issues,
         );
-        // A Medication that cannot be found leaves the name the reference gives, read by
-        // name only (reported as such), rather than an order for an unknown drug.
-        let mut medication = concept(w.medication_codeable_concept);
-        let (med_ref, med_display) = match w.medication_reference {
-            Some(r) => (r.reference, r.display.filter(|d| !d.trim().is_empty())),
-            None => (None, None),
-        };
-        if medication.codings.is_empty() && medication.text.is_none() {
-            medication.text = med_display;
-        }
-        let med_ref = med_ref.map(|r| {
+        let Named {
+            concept: medication,
+            elsewhere,
+        } = named(
+            w.medication_codeable_concept,
+            w.medication_reference,
+            w.contained,
+        );
+        // A contained Medication that is not there stays a reference that names nothing,
+        // reported when the record is finished.
+        let med_ref = elsewhere.map(|r| {
             if r.starts_with('#') {
                 format!("{reference}{r}")
             } else {
@@ -1014,12 +1112,8 @@ impl RecordBuilder {
                 continue;
             }
             if let Some(r) = med_ref {
-                match self
-                    .medication_resources
-                    .iter()
-                    .find(|(names, _)| names.contains(&r))
-                {
-                    Some((_, c)) => m.medication = c.clone(),
+                match find_medication(&self.medication_resources, &r) {
+                    Some(c) => m.medication = c.clone(),
                     None if m.medication.codings.is_empty() && m.medication.text.is_none() => {
                         unresolved.push(InputIssue {
                             location: m.reference.clone(),
@@ -1500,10 +1594,16 @@ impl RecordBuilder {
     /// The code of a Medication resource read so far, by a reference to it
     /// (`Medication/id` or its full URL).
     pub fn medication(&self, reference: &str) -> Option<&Concept> {
+        find_medication(&self.medication_resources, reference)
+    }
+
+    /// Records the drug a Medication reference names when the Medication was found outside
+    /// the input (a CDS Hooks service reading it from the EHR's FHIR server), so the record
+    /// gives the orders naming `reference` that drug. It takes precedence over a resource
+    /// read under the same name.
+    pub fn name_medication(&mut self, reference: &str, concept: Concept) {
         self.medication_resources
-            .iter()
-            .find(|(names, _)| names.iter().any(|n| n == reference))
-            .map(|(_, c)| c)
+            .insert(0, (vec![reference.to_string()], concept));
     }
 
     /// Drops the observations `keep` rejects (the input problems found while reading them
@@ -1746,6 +1846,124 @@ mod tests {
         let record = b.finish().unwrap();
         assert_eq!(record.medications[0].medication.codings[0].code, "c");
         assert_eq!(record.medications[0].medication.text, None);
+    }
+
+    fn codes(m: &MedicationUse) -> Vec<&str> {
+        m.medication
+            .codings
+            .iter()
+            .map(|c| c.code.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_contained_medication_is_its_own_resources_only() {
+        // The same order id twice (an order already on file, and the draft that changes it),
+        // each with a contained `#m`: each order has its own drug, not the first one read.
+        let on_file = r##"{"resourceType":"MedicationRequest","id":"1","status":"active","medicationReference":{"reference":"#m"},"contained":[{"resourceType":"Medication","id":"m","code":{"coding":[{"system":"s","code":"old"}]}}]}"##;
+        let draft = r##"{"resourceType":"MedicationRequest","id":"1","status":"draft","medicationReference":{"reference":"#m"},"contained":[{"resourceType":"Medication","id":"m","code":{"coding":[{"system":"s","code":"new"}]}}]}"##;
+        let mut b = RecordBuilder::new();
+        b.add_json(on_file, "a", None);
+        b.add_value(&serde_json::from_str(draft).unwrap(), "b", None);
+        let record = b.finish().unwrap();
+        let got: Vec<Vec<&str>> = record.medications.iter().map(codes).collect();
+        assert_eq!(got, [["old"], ["new"]]);
+        // A contained Medication is not a name for anything outside its order.
+        let mut b = RecordBuilder::new();
+        b.add_json(on_file, "a", None);
+        assert_eq!(b.medication("MedicationRequest/1#m"), None);
+        assert_eq!(b.medication("#m"), None);
+    }
+
+    #[test]
+    fn a_version_specific_reference_names_the_medication_it_is_a_version_of() {
+        let order = r##"{"resourceType":"MedicationRequest","id":"d","medicationReference":{"reference":"Medication/x/_history/3"}}"##;
+        let medication = r#"{"resourceType":"Medication","id":"x","code":{"coding":[{"system":"s","code":"c"}]}}"#;
+        let mut b = RecordBuilder::new();
+        b.add_json(order, "o", None);
+        b.add_json(medication, "m", None);
+        assert!(b.medication("Medication/x/_history/3").is_some());
+        // Not any other resource whose name merely starts the same way.
+        assert_eq!(b.medication("Medication/xy"), None);
+        assert_eq!(b.medication("Medication/x/_history/"), None);
+        let record = b.finish().unwrap();
+        assert_eq!(codes(&record.medications[0]), ["c"]);
+        assert!(record.issues.is_empty(), "{:?}", record.issues);
+        assert_eq!(unversioned("Medication/x/_history/3"), Some("Medication/x"));
+        assert_eq!(unversioned("Medication/x"), None);
+    }
+
+    #[test]
+    fn a_medication_named_from_outside_the_input_is_the_orders_drug() {
+        let order = r##"{"resourceType":"MedicationRequest","id":"d","medicationReference":{"reference":"https://ehr.example/fhir/Medication/x","display":"a tablet"}}"##;
+        let fetched = Concept {
+            codings: vec![Coding {
+                system: "s".into(),
+                code: "c".into(),
+                display: None,
+            }],
+            text: None,
+        };
+        let mut b = RecordBuilder::new();
+        b.add_json(order, "o", None);
+        b.name_medication("https://ehr.example/fhir/Medication/x", fetched);
+        let record = b.finish().unwrap();
+        assert_eq!(codes(&record.medications[0]), ["c"]);
+        // Without it, the display is all there is, and the reference is reported.
+        let mut b = RecordBuilder::new();
+        b.add_json(order, "o", None);
+        let record = b.finish().unwrap();
+        assert_eq!(
+            record.medications[0].medication.text.as_deref(),
+            Some("a tablet")
+        );
+    }
+
+    #[test]
+    fn the_drug_an_order_names_is_read_as_the_record_reads_it() {
+        let read = |text: &str| named_medication(&serde_json::from_str(text).unwrap());
+        let coded = read(
+            r#"{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","code":"c"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(coded.concept.codings[0].code, "c");
+        assert_eq!(coded.reference, None);
+        let contained = read(
+            r##"{"contained":[{"code":{"text":"tofacitinib"},"id":"m","resourceType":"Medication"}],"medicationReference":{"reference":"#m","display":"ignored"},"resourceType":"MedicationRequest"}"##,
+        )
+        .unwrap();
+        assert_eq!(contained.concept.text.as_deref(), Some("tofacitinib"));
+        assert_eq!(contained.reference, None);
+        let elsewhere = read(
+            r#"{"resourceType":"MedicationRequest","medicationReference":{"reference":"urn:uuid:9","display":"Rinvoq"}}"#,
+        )
+        .unwrap();
+        assert_eq!(elsewhere.reference.as_deref(), Some("urn:uuid:9"));
+        assert_eq!(elsewhere.concept.text.as_deref(), Some("Rinvoq"));
+        // A `#id` nothing contained has names nothing to look up elsewhere.
+        let missing = read(
+            r##"{"resourceType":"MedicationRequest","medicationReference":{"reference":"#m"}}"##,
+        )
+        .unwrap();
+        assert_eq!(
+            missing,
+            NamedMedication {
+                concept: Concept::default(),
+                reference: None
+            }
+        );
+        // A resource that does not read says where.
+        let bad = read(r#"{"resourceType":"MedicationRequest","status":7}"#).unwrap_err();
+        assert!(bad.contains("invalid type"), "{bad}");
+        assert_eq!(
+            medication_code(&serde_json::json!({"resourceType":"Medication","code":{"text":"x"}}))
+                .and_then(|c| c.text),
+            Some("x".to_string())
+        );
+        assert_eq!(
+            medication_code(&serde_json::json!({"resourceType":"Patient"})),
+            None
+        );
     }
 
     #[test]

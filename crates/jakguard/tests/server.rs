@@ -494,10 +494,68 @@ async fn a_draft_order_naming_a_medication_elsewhere_finds_it_in_the_prefetch_or
     assert_eq!(status, 200, "{v}");
     assert_eq!(summaries(&v), summaries(&want));
 
-    // 4. Nowhere to look: no card (the drug cannot be known), as for any other drug.
+    // 4. Nowhere to look: the drug cannot be told, and it may be a JAK inhibitor.
     let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
+    assert_eq!(status, 412, "{v}");
+    assert!(v.to_string().contains("no fhirServer"), "{v}");
+
+    // 5. The Medication is another entry of the draft orders, named by its full URL.
+    let mut in_drafts = req.clone();
+    in_drafts["context"]["draftOrders"]["entry"][0]["resource"]["medicationReference"] =
+        json!({"reference": "urn:uuid:5e0c7b52-1d2f-4d6e-9a0b-2f8f3c1e7a11"});
+    in_drafts["context"]["draftOrders"]["entry"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"fullUrl": "urn:uuid:5e0c7b52-1d2f-4d6e-9a0b-2f8f3c1e7a11", "resource": medication}));
+    let (status, v, _) = s
+        .post("/cds-services/jakguard-order-sign", &in_drafts)
+        .await;
     assert_eq!(status, 200, "{v}");
-    assert!(summaries(&v).is_empty(), "{v}");
+    assert_eq!(summaries(&v), summaries(&want));
+
+    // 6. A version of the Medication, and a full URL on the EHR's FHIR server: both read as
+    // `Medication/tofa` from that server.
+    let base = hits.load(std::sync::atomic::Ordering::SeqCst);
+    for (i, reference) in [
+        "Medication/tofa/_history/2".to_string(),
+        format!("{fhir}/Medication/tofa"),
+        format!("{fhir}/Medication/tofa/_history/2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut named = fetch.clone();
+        named["context"]["draftOrders"]["entry"][0]["resource"]["medicationReference"] =
+            json!({ "reference": reference });
+        let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &named).await;
+        assert_eq!(status, 200, "{reference}: {v}");
+        assert_eq!(summaries(&v), summaries(&want), "{reference}");
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            base + i + 1,
+            "{reference}"
+        );
+    }
+    // A full URL on another server is not read with the EHR's token.
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    let mut elsewhere = fetch.clone();
+    elsewhere["context"]["draftOrders"]["entry"][0]["resource"]["medicationReference"] =
+        json!({"reference": "https://other.example/fhir/Medication/tofa"});
+    let (status, v, _) = s
+        .post("/cds-services/jakguard-order-sign", &elsewhere)
+        .await;
+    assert_eq!(status, 412, "{v}");
+    assert!(v.to_string().contains("other.example"), "{v}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), before);
+
+    // 7. A draft MedicationRequest that does not read: its drug cannot be told either.
+    let mut unreadable = plain.clone();
+    unreadable["context"]["draftOrders"]["entry"][0]["resource"]["status"] = json!(7);
+    let (status, v, _) = s
+        .post("/cds-services/jakguard-order-sign", &unreadable)
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("draftOrders.entry[0]"), "{v}");
     s.stop().await;
 }
 

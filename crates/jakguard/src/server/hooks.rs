@@ -77,73 +77,27 @@ fn draft_entries(context: &BTreeMap<String, Value>) -> &[Value] {
         .map_or(&[], Vec::as_slice)
 }
 
-/// The drug a draft order names: its `medicationCodeableConcept`, else the Medication its
-/// `medicationReference` points to inside the order (`contained`), else the reference's
-/// `display` (matched by name only). A drug behind any other reference is not known here.
-fn concept_of(v: &Value) -> Concept {
-    if v.get("medicationCodeableConcept").is_some() {
-        return concept_in(v.get("medicationCodeableConcept"));
-    }
-    let Some(r) = v.get("medicationReference") else {
-        return Concept::default();
-    };
-    let contained = r
-        .get("reference")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix('#'))
-        .and_then(|id| {
-            v.get("contained")?.as_array()?.iter().find(|c| {
-                c.get("resourceType").and_then(Value::as_str) == Some("Medication")
-                    && c.get("id").and_then(Value::as_str) == Some(id)
-            })
-        });
-    match contained {
-        Some(m) => concept_in(m.get("code")),
-        None => Concept {
-            codings: vec![],
-            text: r
-                .get("display")
-                .and_then(Value::as_str)
-                .filter(|d| !d.trim().is_empty())
-                .map(str::to_string),
-        },
-    }
-}
-
-/// A CodeableConcept given as JSON.
-fn concept_in(cc: Option<&Value>) -> Concept {
-    Concept {
-        codings: cc
-            .and_then(|c| c.get("coding"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| {
-                Some(engine::record::Coding {
-                    system: c
-                        .get("system")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
-                    code: c.get("code")?.as_str()?.to_string(),
-                    display: c.get("display").and_then(Value::as_str).map(str::to_string),
-                })
-            })
-            .collect(),
-        text: cc
-            .and_then(|c| c.get("text"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    }
-}
-
-/// The draft orders that matter: the JAK inhibitor orders, and the orders whose drug is
-/// only a reference to a Medication elsewhere (it may be one).
+/// The draft orders that matter: the JAK inhibitor orders, and the orders whose drug is a
+/// Medication outside the order (it may be one).
 #[derive(Default)]
 struct Drafts {
     jak: Vec<DraftJak>,
-    /// `(entry, reference)` of the orders whose drug could not be told from the order.
-    unknown: Vec<(usize, String)>,
+    /// Orders whose drug is a reference still to look up.
+    unknown: Vec<Unknown>,
+    /// The drug each looked-up reference names, given to the record so that it reads the
+    /// order as naming the same drug.
+    named: Vec<(String, Concept)>,
+    /// A draft MedicationRequest that does not read: its drug cannot be told.
+    unreadable: Option<String>,
+}
+
+/// A draft order whose drug is a reference to a Medication outside it.
+struct Unknown {
+    entry: usize,
+    reference: String,
+    /// What the order itself says: at most the reference's display, matched by name only
+    /// if the Medication cannot be found.
+    display: Concept,
 }
 
 /// A `Medication/id` reference, the only kind fetched from the EHR's FHIR server (an id is
@@ -160,10 +114,32 @@ fn medication_read(reference: &str) -> Option<&str> {
     .then_some(reference)
 }
 
+/// The names a reference to a Medication may be found by: as written; without its version
+/// (`Medication/1/_history/2`); and, for a full URL on the EHR's own FHIR server, as
+/// `Medication/id` (FHIR: a relative reference is relative to that server). A full URL on
+/// another server keeps only its own names, so it is never read with the EHR's token.
+fn lookup_names(reference: &str, fhir_server: Option<&str>) -> Vec<String> {
+    let mut names = vec![reference.to_string()];
+    let base = engine::fhir::unversioned(reference).unwrap_or(reference);
+    if base != reference {
+        names.push(base.to_string());
+    }
+    if let Some(server) = fhir_server.map(|s| s.trim_end_matches('/'))
+        && let Some(relative) = base
+            .strip_prefix(server)
+            .and_then(|r| r.strip_prefix('/'))
+            .filter(|r| r.starts_with("Medication/"))
+    {
+        names.push(relative.to_string());
+    }
+    names
+}
+
 /// Distinct Medications read from the FHIR server for one request at most.
 const MEDICATION_READS: usize = 20;
 
 /// The JAK inhibitor orders among the draft orders (only the selected ones for order-select).
+/// A draft's drug is read by the engine, exactly as the record will read it.
 fn jak_drafts(kb: &engine::Knowledge, context: &BTreeMap<String, Value>) -> Drafts {
     let selections: Option<Vec<&str>> = context
         .get("selections")
@@ -184,19 +160,22 @@ fn jak_drafts(kb: &engine::Knowledge, context: &BTreeMap<String, Value>) -> Draf
                 continue;
             }
         }
-        // A `Medication/id` is looked up (prefetch, FHIR server) before its display is
-        // trusted: the display may be only a product name or a form.
-        if r.get("medicationCodeableConcept").is_none()
-            && let Some(reference) = r
-                .get("medicationReference")
-                .and_then(|m| m.get("reference"))
-                .and_then(Value::as_str)
-                .and_then(medication_read)
-        {
-            out.unknown.push((i, reference.to_string()));
-            continue;
+        match engine::fhir::named_medication(r) {
+            // A Medication elsewhere is looked up (draft orders, prefetch, FHIR server) before
+            // the display is trusted: the display may be only a product name or a form.
+            Ok(named) => match named.reference {
+                Some(reference) => out.unknown.push(Unknown {
+                    entry: i,
+                    reference,
+                    display: named.concept,
+                }),
+                None => add_drugs(kb, &mut out.jak, &named.concept, i),
+            },
+            Err(e) => {
+                out.unreadable
+                    .get_or_insert(format!("context.draftOrders.entry[{i}].resource: {e}"));
+            }
         }
-        add_drugs(kb, &mut out.jak, &concept_of(r), i);
     }
     out
 }
@@ -209,93 +188,98 @@ fn add_drugs(kb: &engine::Knowledge, jak: &mut Vec<DraftJak>, concept: &Concept,
     }
 }
 
-/// Fetches the Medications that draft orders only refer to, from the EHR's FHIR server with
-/// its token, and adds the JAK inhibitors among them to `drafts`. Returns each fetched
-/// Medication's text and reference, for the record. Without a FHIR server nothing can be
-/// fetched; a fetch that fails is an error (the order may be for a JAK inhibitor).
-async fn fetch_draft_medications(
+/// A Medication among the draft orders' own entries, by its full URL or `Medication/id`.
+fn in_draft_orders(context: &BTreeMap<String, Value>, names: &[String]) -> Option<Concept> {
+    draft_entries(context).iter().find_map(|e| {
+        let r = e.get("resource")?;
+        let code = engine::fhir::medication_code(r)?;
+        let full_url = e.get("fullUrl").and_then(Value::as_str);
+        let id = r
+            .get("id")
+            .and_then(Value::as_str)
+            .map(|id| format!("Medication/{id}"));
+        names
+            .iter()
+            .any(|n| Some(n.as_str()) == full_url || Some(n) == id.as_ref())
+            .then_some(code)
+    })
+}
+
+/// Finds the drug of each draft order that names a Medication outside it: among the draft
+/// orders' entries, in the prefetch, else read from the EHR's FHIR server with its token;
+/// failing those, by the reference's display if it names one of our drugs. An order whose
+/// drug stays unknown may be a JAK inhibitor: that is a 412 naming it, never silence.
+async fn resolve_drafts(
     state: &AppState,
     req: &HookRequest,
+    prefetched: &mut Option<Prefetched>,
     drafts: &mut Drafts,
-) -> Result<Vec<(String, String)>, AppError> {
-    let Some(server) = &req.fhir_server else {
-        by_display(&state.kb, req, drafts);
-        return Ok(vec![]);
-    };
+) -> Result<(), AppError> {
     let token = req
         .fhir_authorization
         .as_ref()
         .map(|a| a.access_token.as_str());
-    let mut fetched: Vec<(String, String)> = vec![];
-    // The drug each Medication read names, so a Medication named by several drafts is read
-    // (and parsed) once.
-    let mut read: Vec<(String, Concept)> = vec![];
-    let mut failed = vec![];
-    for (entry, reference) in std::mem::take(&mut drafts.unknown) {
-        if let Some((_, concept)) = read.iter().find(|(r, _)| *r == reference) {
-            add_drugs(&state.kb, &mut drafts.jak, concept, entry);
-            continue;
+    let server = req.fhir_server.as_deref();
+    let mut reads = 0;
+    for u in std::mem::take(&mut drafts.unknown) {
+        let names = lookup_names(&u.reference, server);
+        let mut found = in_draft_orders(&req.context, &names);
+        if found.is_none() {
+            let p = prefetched.get_or_insert_with(|| Prefetched::from_raw(req));
+            found = names.iter().find_map(|n| p.builder.medication(n)).cloned();
         }
-        if read.len() + failed.len() >= MEDICATION_READS {
-            failed.push((
-                (entry, reference),
-                format!("more than {MEDICATION_READS} Medications to read"),
-            ));
-            continue;
+        if found.is_none() {
+            // Read already for another draft order.
+            found = drafts
+                .named
+                .iter()
+                .find(|(r, _)| names.contains(r))
+                .map(|(_, c)| c.clone());
         }
-        let text = match fhir_client::fetch(&state.http, server, &reference, token).await {
-            Ok(pages) => pages.into_iter().next().unwrap_or_default(),
-            Err(e) => {
-                failed.push(((entry, reference), e));
-                continue;
+        let mut why = None;
+        if found.is_none() {
+            let readable = names.iter().find_map(|n| medication_read(n));
+            why = Some(match (server, readable) {
+                (None, _) => "no fhirServer to read it from".to_string(),
+                (Some(_), None) => "not a Medication on the EHR's FHIR server".to_string(),
+                (Some(_), Some(_)) if reads >= MEDICATION_READS => {
+                    format!("more than {MEDICATION_READS} Medications to read")
+                }
+                (Some(server), Some(path)) => {
+                    reads += 1;
+                    match fhir_client::fetch(&state.http, server, path, token).await {
+                        Ok(pages) => {
+                            let text = pages.into_iter().next().unwrap_or_default();
+                            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                            found = engine::fhir::medication_code(&value);
+                            "the FHIR server gave no Medication".to_string()
+                        }
+                        Err(e) => e,
+                    }
+                }
+            });
+        }
+        match found {
+            Some(concept) => {
+                add_drugs(&state.kb, &mut drafts.jak, &concept, u.entry);
+                drafts.named.push((u.reference, concept));
             }
-        };
-        let medication: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if medication.get("resourceType").and_then(Value::as_str) != Some("Medication") {
-            failed.push((
-                (entry, reference),
-                "the FHIR server gave no Medication".to_string(),
-            ));
-            continue;
-        }
-        let concept = concept_in(medication.get("code"));
-        add_drugs(&state.kb, &mut drafts.jak, &concept, entry);
-        read.push((reference.clone(), concept));
-        fetched.push((text, reference));
-    }
-    // A Medication the server could not give: its display, if it names one of our drugs;
-    // otherwise the order may still be a JAK inhibitor, and that is an error, not silence.
-    drafts.unknown = failed.iter().map(|(u, _)| u.clone()).collect();
-    let unnamed = by_display(&state.kb, req, drafts);
-    if let Some(((entry, reference), e)) = failed
-        .iter()
-        .find(|((entry, _), _)| unnamed.contains(entry))
-    {
-        return Err(AppError::PreconditionFailed(format!(
-            "the drug of draft order {entry} (`{reference}`): {e}"
-        )));
-    }
-    Ok(fetched)
-}
-
-/// The drafts still unknown, by the display of their `medicationReference` (matched by name
-/// only). Returns the entries whose display names none of our drugs: they stay unknown.
-fn by_display(kb: &engine::Knowledge, req: &HookRequest, drafts: &mut Drafts) -> Vec<usize> {
-    let entries = draft_entries(&req.context);
-    let mut unnamed = vec![];
-    for (entry, _) in std::mem::take(&mut drafts.unknown) {
-        let concept = entries
-            .get(entry)
-            .and_then(|e| e.get("resource"))
-            .map(concept_of)
-            .unwrap_or_default();
-        if engine::facts::drugs_in(kb, &concept).is_empty() {
-            unnamed.push(entry);
-        } else {
-            add_drugs(kb, &mut drafts.jak, &concept, entry);
+            // The Medication cannot be had: its display, if it names one of our drugs (the
+            // record falls back to the same display).
+            None if !engine::facts::drugs_in(&state.kb, &u.display).is_empty() => {
+                add_drugs(&state.kb, &mut drafts.jak, &u.display, u.entry);
+            }
+            None => {
+                return Err(AppError::PreconditionFailed(format!(
+                    "the drug of draft order {} (`{}`) cannot be told: {}",
+                    u.entry,
+                    u.reference,
+                    why.unwrap_or_default()
+                )));
+            }
         }
     }
-    unnamed
+    Ok(())
 }
 
 /// Answers a hook request; a request that fails is audited too (with its status), so the
@@ -355,7 +339,9 @@ async fn answer(
     let early_drafts = std::cell::RefCell::new(None);
     let wanted = |context: &BTreeMap<String, Value>| {
         let drafts = jak_drafts(&state.kb, context);
-        let want = !order_hook || !drafts.jak.is_empty() || !drafts.unknown.is_empty();
+        let want = !order_hook
+            || (drafts.unreadable.is_none()
+                && (!drafts.jak.is_empty() || !drafts.unknown.is_empty()));
         *early_drafts.borrow_mut() = Some(drafts);
         want
     };
@@ -384,38 +370,27 @@ async fn answer(
     } else {
         Drafts::default()
     };
-    // Drugs that draft orders only refer to: from the prefetch when it holds the Medication,
-    // else from the FHIR server.
-    let mut prefetched = prefetched;
-    if !drafts.unknown.is_empty() {
-        let p = prefetched.get_or_insert_with(|| Prefetched::from_raw(&req));
-        drafts
-            .unknown
-            .retain(|(entry, reference)| match p.builder.medication(reference) {
-                Some(concept) => {
-                    add_drugs(&state.kb, &mut drafts.jak, concept, *entry);
-                    false
-                }
-                None => true,
-            });
+    if let Some(problem) = drafts.unreadable.take() {
+        return Err(AppError::BadRequest(vec![problem]));
     }
-    let medications = fetch_draft_medications(&state, &req, &mut drafts).await?;
-    let drafts = drafts.jak;
-    if order_hook && drafts.is_empty() {
+    // Drugs that draft orders name only by a reference to a Medication elsewhere.
+    let mut prefetched = prefetched;
+    resolve_drafts(&state, &req, &mut prefetched, &mut drafts).await?;
+    if order_hook && drafts.jak.is_empty() {
         // Not a JAK inhibitor: nothing to say, answered without reading the record.
         audit(&state, &id, &req, patient_id, 200, vec![]);
         return Ok(Json(CdsResponse::default()).into_response());
     }
-
     let (record, fetched) = build_record(
         &state,
         &req,
         prefetched,
         &service.prefetch,
         patient_id,
-        &medications,
+        &drafts.named,
     )
     .await?;
+    let drafts = drafts.jak;
     let kb = &state.kb;
     let drugs: Vec<DrugId> = if order_hook {
         drafts.iter().map(|d| d.drug).collect()
@@ -521,7 +496,7 @@ async fn build_record(
     prefetched: Option<Prefetched>,
     templates: &BTreeMap<String, String>,
     patient_id: &str,
-    medications: &[(String, String)],
+    named: &[(String, Concept)],
 ) -> Result<(engine::record::Record, bool), AppError> {
     let Prefetched {
         builder: mut b,
@@ -531,11 +506,13 @@ async fn build_record(
         .iter()
         .filter(|(k, _)| !keys.contains(k))
         .collect();
-    // Draft orders' Medications fetched from the FHIR server (known by their reference).
-    for (text, reference) in medications {
-        b.add_json(text, &format!("fetched.{reference}"), Some(reference));
+    // The drugs of draft orders naming a Medication elsewhere, as found for them. Rebuilding
+    // the record from the request alone could not name them all (a Medication read from the
+    // FHIR server, a full URL on it), so the card link keeps this record.
+    for (reference, concept) in named {
+        b.name_medication(reference, concept.clone());
     }
-    let fetched = !missing.is_empty() || !medications.is_empty();
+    let fetched = !missing.is_empty() || !named.is_empty();
     if !missing.is_empty() {
         let Some(server) = &req.fhir_server else {
             let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
@@ -641,5 +618,35 @@ mod tests {
         }
         let long = format!("Medication/{}", "a".repeat(65));
         assert_eq!(medication_read(&long), None);
+    }
+
+    #[test]
+    fn a_reference_is_looked_up_by_its_names_on_the_ehrs_own_server_only() {
+        let server = Some("https://ehr.example/fhir/");
+        assert_eq!(
+            lookup_names("https://ehr.example/fhir/Medication/x/_history/2", server),
+            [
+                "https://ehr.example/fhir/Medication/x/_history/2",
+                "https://ehr.example/fhir/Medication/x",
+                "Medication/x"
+            ]
+        );
+        assert_eq!(
+            lookup_names("Medication/x/_history/2", server),
+            ["Medication/x/_history/2", "Medication/x"]
+        );
+        // Another server, a look-alike host, or not a Medication: only the name as written.
+        for other in [
+            "https://other.example/fhir/Medication/x",
+            "https://ehr.example/fhirx/Medication/x",
+            "https://ehr.example/fhir/Patient/x",
+            "urn:uuid:1234",
+        ] {
+            assert_eq!(lookup_names(other, server), [other], "{other}");
+        }
+        assert_eq!(
+            lookup_names("https://ehr.example/fhir/Medication/x", None),
+            ["https://ehr.example/fhir/Medication/x"]
+        );
     }
 }
