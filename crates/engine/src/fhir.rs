@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Display;
 
 /// The input cannot be assessed at all.
@@ -340,13 +341,21 @@ struct Named {
 /// reference names a resource contained in the one that holds it), so two orders with
 /// contained Medications of the same id cannot take each other's drug. They are found by
 /// their `resourceType` member wherever it stands: a draft order arrives as a parsed value,
-/// and one printed back to text has its keys sorted.
+/// and one printed back to text has its keys sorted. The codeable concept, when it names
+/// anything, wins over a reference (R4 allows only one of the two; the code is explicit).
+/// A contained Medication without a code names nothing: the reference then stays unresolved.
 fn named(
     codeable: Option<WConcept>,
     reference: Option<WMedicationReference>,
     contained: Option<Vec<serde_json::Value>>,
 ) -> Named {
     let mut concept = concept(codeable);
+    if !is_empty(&concept) {
+        return Named {
+            concept,
+            elsewhere: None,
+        };
+    }
     let (reference, display) = match reference {
         Some(r) => (r.reference, r.display.filter(|d| !d.trim().is_empty())),
         None => (None, None),
@@ -356,30 +365,48 @@ fn named(
             c.get("resourceType").and_then(serde_json::Value::as_str) == Some("Medication")
                 && c.get("id").and_then(serde_json::Value::as_str) == Some(id)
         });
-        if let Some(m) = found.and_then(|m| WMedication::deserialize(m).ok()) {
+        if let Some(code) = found
+            .and_then(|m| WMedication::deserialize(m).ok())
+            .map(|m| self::concept(m.code))
+            .filter(|c| !is_empty(c))
+        {
             return Named {
-                concept: self::concept(m.code),
+                concept: code,
                 elsewhere: None,
             };
         }
     }
-    if concept.codings.is_empty() && concept.text.is_none() {
-        concept.text = display;
-    }
+    concept.text = display;
     Named {
         concept,
         elsewhere: reference,
     }
 }
 
+/// A concept that names nothing: no coding, no text.
+fn is_empty(c: &Concept) -> bool {
+    c.codings.is_empty() && c.text.is_none()
+}
+
+/// The members of a medication resource that name its drug, and nothing else: a draft order
+/// whose other members are odd still has a drug that can be told.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WNamed {
+    medication_codeable_concept: Option<WConcept>,
+    medication_reference: Option<WMedicationReference>,
+    contained: Option<Vec<serde_json::Value>>,
+}
+
 /// The drug a MedicationRequest, MedicationStatement, MedicationAdministration or
 /// MedicationDispense given as JSON names, read exactly as a record reads it (a CDS Hooks
-/// service decides with it whether a draft order is for one of the knowledge's drugs).
-/// `reference` is set when the drug is a Medication outside the resource: the caller looks
-/// it up (in the input, or elsewhere) before trusting `concept`, which then holds at most the
-/// reference's display. An error names the member that does not read.
+/// service decides with it whether a draft order is for one of the knowledge's drugs). Only
+/// the members naming the drug are read. `reference` is set when the drug is a Medication the
+/// resource does not contain (`Medication/1`, a full URL), or a `#id` it does not contain
+/// (with a code): the caller looks it up before trusting `concept`, which then holds at most
+/// the reference's display. An error names the member that does not read.
 pub fn named_medication(value: &serde_json::Value) -> Result<NamedMedication, String> {
-    let w = WMedicationUse::deserialize(value).map_err(|e| e.to_string())?;
+    let w = WNamed::deserialize(value).map_err(|e| e.to_string())?;
     let Named { concept, elsewhere } = named(
         w.medication_codeable_concept,
         w.medication_reference,
@@ -387,7 +414,7 @@ pub fn named_medication(value: &serde_json::Value) -> Result<NamedMedication, St
     );
     Ok(NamedMedication {
         concept,
-        reference: elsewhere.filter(|r| !r.starts_with('#')),
+        reference: elsewhere,
     })
 }
 
@@ -398,8 +425,8 @@ pub struct NamedMedication {
     pub reference: Option<String>,
 }
 
-/// The code of a Medication resource given as JSON (`None` when it is not one, or does not
-/// read).
+/// The code of a Medication resource given as JSON (`None` when it is not one, does not
+/// read, or has no code).
 pub fn medication_code(value: &serde_json::Value) -> Option<Concept> {
     if value
         .get("resourceType")
@@ -411,22 +438,42 @@ pub fn medication_code(value: &serde_json::Value) -> Option<Concept> {
     WMedication::deserialize(value)
         .ok()
         .map(|m| concept(m.code))
+        .filter(|c| !is_empty(c))
 }
 
-/// The Medication a reference names among those read: by any of its names, else, for a
-/// version-specific reference (`Medication/1/_history/2`), by the resource it is a version
-/// of.
-fn find_medication<'a>(
-    resources: &'a [(Vec<String>, Concept)],
-    reference: &str,
-) -> Option<&'a Concept> {
-    let by = |r: &str| {
-        resources
-            .iter()
-            .find(|(names, _)| names.iter().any(|n| n == r))
-            .map(|(_, c)| c)
-    };
-    by(reference).or_else(|| by(unversioned(reference)?))
+/// The Medication resources read, by every name a reference may use (`Medication/1`, full
+/// URL; the first resource of a name wins, as in a Bundle), and the drugs named from outside
+/// the input (`RecordBuilder::name_medication`), which win over both.
+#[derive(Default)]
+struct Medications {
+    resources: Vec<(Vec<String>, Concept)>,
+    named: HashMap<String, Concept>,
+}
+
+impl Medications {
+    /// A name → concept index, built once for a record's many lookups.
+    fn index(&self) -> HashMap<&str, &Concept> {
+        let mut by: HashMap<&str, &Concept> = HashMap::new();
+        for (names, c) in &self.resources {
+            for n in names {
+                by.entry(n.as_str()).or_insert(c);
+            }
+        }
+        for (n, c) in &self.named {
+            by.insert(n.as_str(), c);
+        }
+        by
+    }
+}
+
+/// The Medication a reference names: by any of its names, else, for a version-specific
+/// reference (`Medication/1/_history/2`), by the resource it is a version of. A Medication
+/// without a code names no drug.
+fn find_medication<'a>(by: &HashMap<&str, &'a Concept>, reference: &str) -> Option<&'a Concept> {
+    by.get(reference)
+        .or_else(|| by.get(unversioned(reference)?))
+        .copied()
+        .filter(|c| !is_empty(c))
 }
 
 /// `Medication/1/_history/2` (or a full URL ending so) without its version.
@@ -674,8 +721,7 @@ pub struct RecordBuilder {
     immunizations: About<Immunization>,
     allergies: About<Allergy>,
     answers: About<Answer>,
-    /// Medication resources by every name a reference may use (`Medication/1`, full URL).
-    medication_resources: Vec<(Vec<String>, Concept)>,
+    medication_resources: Medications,
     issues: Vec<InputIssue>,
     resource_count: usize,
 }
@@ -775,7 +821,11 @@ impl RecordBuilder {
         self.allergies.append(other.allergies);
         self.answers.append(other.answers);
         self.medication_resources
-            .append(&mut other.medication_resources);
+            .resources
+            .append(&mut other.medication_resources.resources);
+        self.medication_resources
+            .named
+            .extend(other.medication_resources.named);
         self.issues.append(&mut other.issues);
         self.resource_count += other.resource_count;
     }
@@ -979,7 +1029,9 @@ impl RecordBuilder {
         if let Some(u) = full_url {
             names.push(u.to_string());
         }
-        self.medication_resources.push((names, concept(w.code)));
+        self.medication_resources
+            .resources
+            .push((names, concept(w.code)));
     }
 
     fn push_immunization(&mut self, w: WImmunization<'_>, location: &dyn Display) {
@@ -1107,12 +1159,13 @@ impl RecordBuilder {
         let answers = self.answers.keep(|s, c| keep(s, &c.reference));
         let mut medications = vec![];
         let mut unresolved = vec![];
+        let by_name = self.medication_resources.index();
         for (subject, mut m, med_ref) in self.medications {
             if !keep(&subject, &m.reference) {
                 continue;
             }
             if let Some(r) = med_ref {
-                match find_medication(&self.medication_resources, &r) {
+                match find_medication(&by_name, &r) {
                     Some(c) => m.medication = c.clone(),
                     None if m.medication.codings.is_empty() && m.medication.text.is_none() => {
                         unresolved.push(InputIssue {
@@ -1594,7 +1647,18 @@ impl RecordBuilder {
     /// The code of a Medication resource read so far, by a reference to it
     /// (`Medication/id` or its full URL).
     pub fn medication(&self, reference: &str) -> Option<&Concept> {
-        find_medication(&self.medication_resources, reference)
+        let m = &self.medication_resources;
+        let by = |r: &str| {
+            m.named.get(r).or_else(|| {
+                m.resources
+                    .iter()
+                    .find(|(names, _)| names.iter().any(|n| n == r))
+                    .map(|(_, c)| c)
+            })
+        };
+        by(reference)
+            .or_else(|| by(unversioned(reference)?))
+            .filter(|c| !is_empty(c))
     }
 
     /// Records the drug a Medication reference names when the Medication was found outside
@@ -1603,7 +1667,8 @@ impl RecordBuilder {
     /// read under the same name.
     pub fn name_medication(&mut self, reference: &str, concept: Concept) {
         self.medication_resources
-            .insert(0, (vec![reference.to_string()], concept));
+            .named
+            .insert(reference.to_string(), concept);
     }
 
     /// Drops the observations `keep` rejects (the input problems found while reading them
@@ -1894,6 +1959,20 @@ mod tests {
     }
 
     #[test]
+    fn a_medication_without_a_code_leaves_the_orders_display() {
+        let order = r##"{"resourceType":"MedicationRequest","id":"d","medicationReference":{"reference":"Medication/x","display":"Xeljanz 5 mg"}}"##;
+        let mut b = RecordBuilder::new();
+        b.add_json(order, "o", None);
+        b.add_json(r#"{"resourceType":"Medication","id":"x"}"#, "m", None);
+        assert_eq!(b.medication("Medication/x"), None);
+        let record = b.finish().unwrap();
+        assert_eq!(
+            record.medications[0].medication.text.as_deref(),
+            Some("Xeljanz 5 mg")
+        );
+    }
+
+    #[test]
     fn a_medication_named_from_outside_the_input_is_the_orders_drug() {
         let order = r##"{"resourceType":"MedicationRequest","id":"d","medicationReference":{"reference":"https://ehr.example/fhir/Medication/x","display":"a tablet"}}"##;
         let fetched = Concept {
@@ -1940,21 +2019,39 @@ mod tests {
         .unwrap();
         assert_eq!(elsewhere.reference.as_deref(), Some("urn:uuid:9"));
         assert_eq!(elsewhere.concept.text.as_deref(), Some("Rinvoq"));
-        // A `#id` nothing contained has names nothing to look up elsewhere.
-        let missing = read(
+        // A `#id` nothing contained has, or a contained Medication without a code: the drug
+        // is still to be told, not "no drug".
+        for text in [
             r##"{"resourceType":"MedicationRequest","medicationReference":{"reference":"#m"}}"##,
+            r##"{"resourceType":"MedicationRequest","medicationReference":{"reference":"#m"},"contained":[{"resourceType":"Medication","id":"m"}]}"##,
+        ] {
+            let missing = read(text).unwrap();
+            assert_eq!(missing.reference.as_deref(), Some("#m"), "{text}");
+            assert_eq!(missing.concept, Concept::default(), "{text}");
+        }
+        // R4 allows one of the two; given both, the code is the drug.
+        let both = read(
+            r#"{"resourceType":"MedicationRequest","medicationCodeableConcept":{"text":"tofacitinib"},"medicationReference":{"reference":"Medication/amox"}}"#,
         )
         .unwrap();
-        assert_eq!(
-            missing,
-            NamedMedication {
-                concept: Concept::default(),
-                reference: None
-            }
-        );
-        // A resource that does not read says where.
-        let bad = read(r#"{"resourceType":"MedicationRequest","status":7}"#).unwrap_err();
+        assert_eq!(both.concept.text.as_deref(), Some("tofacitinib"));
+        assert_eq!(both.reference, None);
+        // Only the members naming the drug are read: an odd dosage does not hide it.
+        let odd = read(
+            r#"{"resourceType":"MedicationRequest","status":7,"dosageInstruction":[{"text":5}],"medicationCodeableConcept":{"text":"tofacitinib"}}"#,
+        )
+        .unwrap();
+        assert_eq!(odd.concept.text.as_deref(), Some("tofacitinib"));
+        // Those members not reading says where.
+        let bad = read(
+            r#"{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":{"code":"x"}}}"#,
+        )
+        .unwrap_err();
         assert!(bad.contains("invalid type"), "{bad}");
+        assert_eq!(
+            medication_code(&serde_json::json!({"resourceType":"Medication","id":"m"})),
+            None
+        );
         assert_eq!(
             medication_code(&serde_json::json!({"resourceType":"Medication","code":{"text":"x"}}))
                 .and_then(|c| c.text),

@@ -461,7 +461,7 @@ async fn a_draft_order_naming_a_medication_elsewhere_finds_it_in_the_prefetch_or
 
     // 2. Only the EHR's FHIR server has it: read with the EHR's token.
     let bundle = json!({"resourceType": "Bundle", "entry": [{"resource": medication}]});
-    let (fhir, hits) = fhir_server(bundle, "med-token").await;
+    let (fhir, hits) = fhir_server(bundle.clone(), "med-token").await;
     let mut fetch = req.clone();
     fetch["fhirServer"] = json!(fhir);
     fetch["fhirAuthorization"] = json!({"access_token": "med-token", "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "jakguard"});
@@ -536,26 +536,112 @@ async fn a_draft_order_naming_a_medication_elsewhere_finds_it_in_the_prefetch_or
             "{reference}"
         );
     }
-    // A full URL on another server is not read with the EHR's token.
+    // A full URL on another server (which has the Medication) is not read with the EHR's
+    // token: that server is never asked.
+    let (other, other_hits) = fhir_server(bundle.clone(), "med-token").await;
     let before = hits.load(std::sync::atomic::Ordering::SeqCst);
     let mut elsewhere = fetch.clone();
     elsewhere["context"]["draftOrders"]["entry"][0]["resource"]["medicationReference"] =
-        json!({"reference": "https://other.example/fhir/Medication/tofa"});
+        json!({ "reference": format!("{other}/Medication/tofa") });
     let (status, v, _) = s
         .post("/cds-services/jakguard-order-sign", &elsewhere)
         .await;
     assert_eq!(status, 412, "{v}");
-    assert!(v.to_string().contains("other.example"), "{v}");
+    assert!(v.to_string().contains("not a Medication on the EHR"), "{v}");
+    assert_eq!(other_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), before);
 
-    // 7. A draft MedicationRequest that does not read: its drug cannot be told either.
+    // 7. The drug members of a draft MedicationRequest do not read: 400, naming them.
     let mut unreadable = plain.clone();
-    unreadable["context"]["draftOrders"]["entry"][0]["resource"]["status"] = json!(7);
+    unreadable["context"]["draftOrders"]["entry"][0]["resource"]["medicationCodeableConcept"]["coding"] =
+        json!({"code": "x"});
     let (status, v, _) = s
         .post("/cds-services/jakguard-order-sign", &unreadable)
         .await;
     assert_eq!(status, 400, "{v}");
     assert!(v.to_string().contains("draftOrders.entry[0]"), "{v}");
+    // Its other members do not matter for telling its drug.
+    let mut odd = plain.clone();
+    odd["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"] =
+        json!([{"text": 5}]);
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &odd).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(summaries(&v), summaries(&want));
+
+    // 8. A contained `#id` the order does not have: 412. A contained Medication without a
+    // code names nothing, so the display is the name to go by.
+    let mut dangling = req.clone();
+    dangling["context"]["draftOrders"]["entry"][0]["resource"]["medicationReference"] =
+        json!({"reference": "#med"});
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &dangling).await;
+    assert_eq!(status, 412, "{v}");
+    dangling["context"]["draftOrders"]["entry"][0]["resource"]["contained"] =
+        json!([{"resourceType": "Medication", "id": "med"}]);
+    dangling["context"]["draftOrders"]["entry"][0]["resource"]["medicationReference"]["display"] =
+        json!("Xeljanz 5 mg tablet");
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &dangling).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(summaries(&v), summaries(&want));
+
+    // 9. Both a code (tofacitinib) and a reference (another drug, in the prefetch): the code.
+    let mut both = plain.clone();
+    both["context"]["draftOrders"]["entry"][0]["resource"]["medicationReference"] =
+        json!({"reference": "Medication/amox"});
+    both["prefetch"]["medication"] = json!({"resourceType": "Medication", "id": "amox",
+        "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "723", "display": "amoxicillin"}]}});
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &both).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(summaries(&v), summaries(&want));
+
+    // 10. A JAK inhibitor order beside one whose drug cannot be told: the JAK card stands,
+    // and a warning card names the order that was not checked.
+    let mut beside = plain.clone();
+    let mut other_order = beside["context"]["draftOrders"]["entry"][0].clone();
+    other_order["resource"]["id"] = json!("draft-other");
+    other_order["resource"]
+        .as_object_mut()
+        .unwrap()
+        .remove("medicationCodeableConcept");
+    other_order["resource"]["medicationReference"] = json!({"reference": "Medication/unknown"});
+    beside["context"]["draftOrders"]["entry"]
+        .as_array_mut()
+        .unwrap()
+        .push(other_order);
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &beside).await;
+    assert_eq!(status, 200, "{v}");
+    assert_valid_response(&v);
+    let got = summaries(&v);
+    assert_eq!(got.len(), 2, "{v}");
+    assert_eq!(got[0], summaries(&want)[0]);
+    assert!(got[1].contains("could not be told"), "{v}");
+    assert_eq!(v["cards"][1]["indicator"], "warning");
+    let detail = v["cards"][1]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("Medication/unknown") && detail.contains("no fhirServer"),
+        "{detail}"
+    );
+
+    // 11. Many drafts naming Medications the server does not have: at most 20 reads and 50
+    // lookups, whatever the request holds, and every order is accounted for.
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    let mut many = fetch.clone();
+    let template = many["context"]["draftOrders"]["entry"][0].clone();
+    let entries: Vec<Value> = (0..60)
+        .map(|i| {
+            let mut e = template.clone();
+            e["resource"]["id"] = json!(format!("d{i}"));
+            e["resource"]["medicationReference"] =
+                json!({ "reference": format!("Medication/m{i}") });
+            e
+        })
+        .collect();
+    many["context"]["draftOrders"]["entry"] = json!(entries);
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &many).await;
+    assert_eq!(status, 412, "{v}");
+    let text = v.to_string();
+    assert!(text.contains("and 50 more"), "{text}");
+    let read = hits.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(read, 20, "{text}");
     s.stop().await;
 }
 

@@ -1,10 +1,12 @@
 //! Fetching what a prefetch did not bring from the EHR's FHIR server, with the bearer token
 //! the EHR passed in `fhirAuthorization` (never logged, never stored). Search results are
-//! followed through `link[next]` up to a page limit.
+//! followed through `link[next]`, on the same server only, up to a page limit (beyond it the
+//! fetch fails rather than return part of the results).
 
 use serde::Deserialize;
 
-const MAX_PAGES: usize = 20;
+/// Pages of one search followed at most; more is an error (the results would be cut short).
+const MAX_PAGES: usize = 50;
 
 #[derive(Deserialize)]
 struct Links {
@@ -31,12 +33,41 @@ pub fn fill(template: &str, patient_id: &str, user_id: Option<&str>) -> String {
     s
 }
 
-/// GETs `base/query` (and following pages); returns each page's JSON text.
+/// GETs `base/query` (and following pages); returns each page's JSON text. A next page is
+/// followed only on the same server (under `base`): the token is for it alone.
 pub async fn fetch(
     client: &reqwest::Client,
     base: &str,
     query: &str,
     token: Option<&str>,
+) -> Result<Vec<String>, String> {
+    get(client, base, query, token, MAX_PAGES).await
+}
+
+/// GETs one resource, `base/path`, with no paging; returns its JSON text.
+pub async fn read(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<String, String> {
+    let mut pages = get(client, base, path, token, 1).await?;
+    Ok(pages.pop().unwrap_or_default())
+}
+
+/// Whether `url` is on the FHIR server at `base` (the same scheme, host, port and path
+/// prefix, then a path step or a query).
+fn under(url: &str, base: &str) -> bool {
+    url.strip_prefix(base.trim_end_matches('/'))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+}
+
+async fn get(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    token: Option<&str>,
+    max_pages: usize,
 ) -> Result<Vec<String>, String> {
     let mut url = format!(
         "{}/{}",
@@ -44,7 +75,7 @@ pub async fn fetch(
         query.trim_start_matches('/')
     );
     let mut pages = vec![];
-    for _ in 0..MAX_PAGES {
+    for _ in 0..max_pages {
         let mut req = client.get(&url).header("accept", "application/fhir+json");
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -70,10 +101,51 @@ pub async fn fetch(
             .and_then(|l| l.into_iter().find(|x| x.relation == "next"))
             .map(|x| x.url);
         pages.push(text);
+        // A read (one page) has no next page to follow. For a search, stopping early would
+        // leave the rest of the results out unseen: that is an error, not a shorter list.
+        let kind = query.split(['?', '/']).next().unwrap_or("");
         match next {
+            Some(_) if max_pages == 1 => return Ok(pages),
+            Some(_) if pages.len() == max_pages => {
+                return Err(format!(
+                    "the FHIR server's answer to a {kind} query has more than {max_pages} pages"
+                ));
+            }
+            Some(n) if !under(&n, base) => {
+                return Err(format!(
+                    "the FHIR server's next page for a {kind} query is not on that server"
+                ));
+            }
             Some(n) => url = n,
             None => return Ok(pages),
         }
     }
     Ok(pages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::under;
+
+    #[test]
+    fn a_next_page_is_followed_on_the_same_server_only() {
+        let base = "https://ehr.example/fhir/";
+        for ok in [
+            "https://ehr.example/fhir/Observation?page=2",
+            "https://ehr.example/fhir?_getpages=1",
+            "https://ehr.example/fhir",
+        ] {
+            assert!(under(ok, base), "{ok}");
+        }
+        for refused in [
+            "https://evil.example/fhir/Observation?page=2",
+            "https://ehr.example/fhirx/Observation",
+            "https://ehr.example.evil/fhir/Observation",
+            "http://ehr.example/fhir/Observation",
+            "https://ehr.example:444/fhir/Observation",
+            "/fhir/Observation",
+        ] {
+            assert!(!under(refused, base), "{refused}");
+        }
+    }
 }

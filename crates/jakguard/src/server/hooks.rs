@@ -22,7 +22,7 @@ use engine::fhir::RecordBuilder;
 use engine::kb::DrugId;
 use engine::record::Concept;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub async fn discovery(
@@ -87,8 +87,33 @@ struct Drafts {
     /// The drug each looked-up reference names, given to the record so that it reads the
     /// order as naming the same drug.
     named: Vec<(String, Concept)>,
-    /// A draft MedicationRequest that does not read: its drug cannot be told.
-    unreadable: Option<String>,
+    /// Orders whose drug cannot be told, and why: `(entry, reference, reason)`. Any of them
+    /// may be a JAK inhibitor.
+    untold: Vec<Untold>,
+}
+
+/// A draft order whose drug could not be told.
+struct Untold {
+    entry: usize,
+    /// The reference that could not be followed, or `None` when the order itself does not
+    /// read.
+    reference: Option<String>,
+    why: String,
+}
+
+impl Untold {
+    fn describe(&self) -> String {
+        match &self.reference {
+            Some(r) => format!(
+                "the drug of draft order {} (`{r}`) cannot be told: {}",
+                self.entry, self.why
+            ),
+            None => format!(
+                "the drug of draft order {} cannot be told: context.draftOrders.entry[{}].resource: {}",
+                self.entry, self.entry, self.why
+            ),
+        }
+    }
 }
 
 /// A draft order whose drug is a reference to a Medication outside it.
@@ -171,10 +196,11 @@ fn jak_drafts(kb: &engine::Knowledge, context: &BTreeMap<String, Value>) -> Draf
                 }),
                 None => add_drugs(kb, &mut out.jak, &named.concept, i),
             },
-            Err(e) => {
-                out.unreadable
-                    .get_or_insert(format!("context.draftOrders.entry[{i}].resource: {e}"));
-            }
+            Err(e) => out.untold.push(Untold {
+                entry: i,
+                reference: None,
+                why: e,
+            }),
         }
     }
     out
@@ -188,99 +214,185 @@ fn add_drugs(kb: &engine::Knowledge, jak: &mut Vec<DraftJak>, concept: &Concept,
     }
 }
 
-/// A Medication among the draft orders' own entries, by its full URL or `Medication/id`.
-fn in_draft_orders(context: &BTreeMap<String, Value>, names: &[String]) -> Option<Concept> {
-    draft_entries(context).iter().find_map(|e| {
-        let r = e.get("resource")?;
-        let code = engine::fhir::medication_code(r)?;
+/// The Medications among the draft orders' own entries, by full URL and `Medication/id`
+/// (each read once, however many orders name it).
+fn draft_medications(context: &BTreeMap<String, Value>) -> HashMap<String, Concept> {
+    let mut by = HashMap::new();
+    for e in draft_entries(context) {
+        let Some(code) = e.get("resource").and_then(engine::fhir::medication_code) else {
+            continue;
+        };
+        let id = e
+            .get("resource")
+            .and_then(|r| r.get("id"))
+            .and_then(Value::as_str);
         let full_url = e.get("fullUrl").and_then(Value::as_str);
-        let id = r
-            .get("id")
-            .and_then(Value::as_str)
-            .map(|id| format!("Medication/{id}"));
-        names
-            .iter()
-            .any(|n| Some(n.as_str()) == full_url || Some(n) == id.as_ref())
-            .then_some(code)
-    })
+        for name in [
+            full_url.map(str::to_string),
+            id.map(|id| format!("Medication/{id}")),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            by.entry(name).or_insert_with(|| code.clone());
+        }
+    }
+    by
 }
+
+/// Distinct references looked up for one request at most (a real order set names a few).
+const MEDICATION_LOOKUPS: usize = 50;
 
 /// Finds the drug of each draft order that names a Medication outside it: among the draft
 /// orders' entries, in the prefetch, else read from the EHR's FHIR server with its token;
 /// failing those, by the reference's display if it names one of our drugs. An order whose
-/// drug stays unknown may be a JAK inhibitor: that is a 412 naming it, never silence.
+/// drug stays unknown goes to `drafts.untold`. Each distinct reference is looked up once.
 async fn resolve_drafts(
     state: &AppState,
     req: &HookRequest,
     prefetched: &mut Option<Prefetched>,
     drafts: &mut Drafts,
-) -> Result<(), AppError> {
+) {
+    if drafts.unknown.is_empty() {
+        return;
+    }
     let token = req
         .fhir_authorization
         .as_ref()
         .map(|a| a.access_token.as_str());
     let server = req.fhir_server.as_deref();
+    let in_drafts = draft_medications(&req.context);
+    // Each reference's outcome, under every name it was looked up by.
+    let mut seen: HashMap<String, Result<Concept, String>> = HashMap::new();
+    let mut lookups = 0;
     let mut reads = 0;
     for u in std::mem::take(&mut drafts.unknown) {
         let names = lookup_names(&u.reference, server);
-        let mut found = in_draft_orders(&req.context, &names);
-        if found.is_none() {
-            let p = prefetched.get_or_insert_with(|| Prefetched::from_raw(req));
-            found = names.iter().find_map(|n| p.builder.medication(n)).cloned();
-        }
-        if found.is_none() {
-            // Read already for another draft order.
-            found = drafts
-                .named
-                .iter()
-                .find(|(r, _)| names.contains(r))
-                .map(|(_, c)| c.clone());
-        }
-        let mut why = None;
-        if found.is_none() {
-            let readable = names.iter().find_map(|n| medication_read(n));
-            why = Some(match (server, readable) {
-                (None, _) => "no fhirServer to read it from".to_string(),
-                (Some(_), None) => "not a Medication on the EHR's FHIR server".to_string(),
-                (Some(_), Some(_)) if reads >= MEDICATION_READS => {
-                    format!("more than {MEDICATION_READS} Medications to read")
-                }
-                (Some(server), Some(path)) => {
-                    reads += 1;
-                    match fhir_client::fetch(&state.http, server, path, token).await {
-                        Ok(pages) => {
-                            let text = pages.into_iter().next().unwrap_or_default();
-                            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                            found = engine::fhir::medication_code(&value);
-                            "the FHIR server gave no Medication".to_string()
+        let outcome = match names.iter().find_map(|n| seen.get(n)) {
+            Some(known) => known.clone(),
+            None if lookups >= MEDICATION_LOOKUPS => Err(format!(
+                "more than {MEDICATION_LOOKUPS} Medications to look up"
+            )),
+            None => {
+                lookups += 1;
+                let p = prefetched.get_or_insert_with(|| Prefetched::from_raw(req));
+                let found = names
+                    .iter()
+                    .find_map(|n| in_drafts.get(n).or_else(|| p.builder.medication(n)))
+                    .cloned();
+                let outcome = match found {
+                    Some(c) => Ok(c),
+                    None => {
+                        let readable = names.iter().find_map(|n| medication_read(n));
+                        match (server, readable) {
+                            _ if u.reference.starts_with('#') => {
+                                Err("the order contains no Medication of that id with a code"
+                                    .to_string())
+                            }
+                            (None, _) => Err("no fhirServer to read it from".to_string()),
+                            (Some(_), None) => {
+                                Err("not a Medication on the EHR's FHIR server".to_string())
+                            }
+                            (Some(_), Some(_)) if reads >= MEDICATION_READS => {
+                                Err(format!("more than {MEDICATION_READS} Medications to read"))
+                            }
+                            (Some(server), Some(path)) => {
+                                reads += 1;
+                                fhir_client::read(&state.http, server, path, token)
+                                    .await
+                                    .and_then(|text| {
+                                        let value: Value =
+                                            serde_json::from_str(&text).unwrap_or(Value::Null);
+                                        engine::fhir::medication_code(&value).ok_or_else(|| {
+                                            "the FHIR server gave no Medication with a code"
+                                                .to_string()
+                                        })
+                                    })
+                            }
                         }
-                        Err(e) => e,
                     }
+                };
+                for n in &names {
+                    seen.insert(n.clone(), outcome.clone());
                 }
-            });
-        }
-        match found {
-            Some(concept) => {
+                outcome
+            }
+        };
+        match outcome {
+            Ok(concept) => {
                 add_drugs(&state.kb, &mut drafts.jak, &concept, u.entry);
-                drafts.named.push((u.reference, concept));
+                if !drafts.named.iter().any(|(r, _)| *r == u.reference) {
+                    drafts.named.push((u.reference, concept));
+                }
             }
             // The Medication cannot be had: its display, if it names one of our drugs (the
             // record falls back to the same display).
-            None if !engine::facts::drugs_in(&state.kb, &u.display).is_empty() => {
+            Err(_) if !engine::facts::drugs_in(&state.kb, &u.display).is_empty() => {
                 add_drugs(&state.kb, &mut drafts.jak, &u.display, u.entry);
             }
-            None => {
-                return Err(AppError::PreconditionFailed(format!(
-                    "the drug of draft order {} (`{}`) cannot be told: {}",
-                    u.entry,
-                    u.reference,
-                    why.unwrap_or_default()
-                )));
-            }
+            Err(why) => drafts.untold.push(Untold {
+                entry: u.entry,
+                reference: Some(u.reference),
+                why,
+            }),
         }
     }
-    Ok(())
 }
+
+/// A card for draft orders whose drug could not be told, given beside the JAK inhibitor
+/// cards: any of them may be a JAK inhibitor too, and JAKGuard has not checked it.
+fn untold_card(untold: &[Untold]) -> super::cds::Card {
+    let mut detail = String::from(
+        "JAKGuard could not tell which drug these draft orders are for, so it has **not** \
+         checked them. If any of them is tofacitinib (Xeljanz) or upadacitinib (Rinvoq), \
+         check it before signing:\n\n",
+    );
+    for u in untold.iter().take(UNTOLD_LISTED) {
+        // The reference comes from the request: no backtick may end its code span, no line
+        // break start a new block, and a very long one is cut.
+        let text: String = u
+            .describe()
+            .chars()
+            .map(|c| match c {
+                '`' => '\'',
+                c if c.is_control() => ' ',
+                c => c,
+            })
+            .take(300)
+            .collect();
+        detail.push_str("- ");
+        detail.push_str(&text);
+        detail.push('\n');
+    }
+    if untold.len() > UNTOLD_LISTED {
+        detail.push_str(&format!(
+            "- and {} more draft orders\n",
+            untold.len() - UNTOLD_LISTED
+        ));
+    }
+    super::cds::Card {
+        uuid: Some(uuid::Uuid::now_v7().to_string()),
+        summary: "Another draft order's drug could not be told: not checked by JAKGuard"
+            .to_string(),
+        detail: Some(detail),
+        indicator: "warning".to_string(),
+        source: super::cds::Source {
+            label: "JAKGuard".to_string(),
+            url: None,
+            topic: None,
+        },
+        suggestions: vec![],
+        selection_behavior: None,
+        override_reasons: vec![],
+        links: vec![],
+    }
+}
+
+/// Orders whose drug could not be told that an answer lists by name (the rest are counted).
+const UNTOLD_LISTED: usize = 10;
+
+/// The rule id under which feedback on `untold_card` is counted.
+const UNTOLD_RULE: &str = "jakguard.draft-drug-untold";
 
 /// Answers a hook request; a request that fails is audited too (with its status), so the
 /// audit log holds every request, not only the answered ones.
@@ -339,9 +451,7 @@ async fn answer(
     let early_drafts = std::cell::RefCell::new(None);
     let wanted = |context: &BTreeMap<String, Value>| {
         let drafts = jak_drafts(&state.kb, context);
-        let want = !order_hook
-            || (drafts.unreadable.is_none()
-                && (!drafts.jak.is_empty() || !drafts.unknown.is_empty()));
+        let want = !order_hook || !drafts.jak.is_empty() || !drafts.unknown.is_empty();
         *early_drafts.borrow_mut() = Some(drafts);
         want
     };
@@ -370,12 +480,28 @@ async fn answer(
     } else {
         Drafts::default()
     };
-    if let Some(problem) = drafts.unreadable.take() {
-        return Err(AppError::BadRequest(vec![problem]));
-    }
     // Drugs that draft orders name only by a reference to a Medication elsewhere.
     let mut prefetched = prefetched;
-    resolve_drafts(&state, &req, &mut prefetched, &mut drafts).await?;
+    resolve_drafts(&state, &req, &mut prefetched, &mut drafts).await;
+    // A draft order whose drug cannot be told may be a JAK inhibitor: with no JAK inhibitor
+    // known, that is the answer (400 if the order does not read, else 412); beside known
+    // ones, a card says which orders were not checked.
+    let untold = std::mem::take(&mut drafts.untold);
+    if drafts.jak.is_empty() && !untold.is_empty() {
+        let mut problems: Vec<String> = untold
+            .iter()
+            .take(UNTOLD_LISTED)
+            .map(Untold::describe)
+            .collect();
+        if untold.len() > UNTOLD_LISTED {
+            problems.push(format!("and {} more", untold.len() - UNTOLD_LISTED));
+        }
+        return Err(if untold.iter().any(|u| u.reference.is_none()) {
+            AppError::BadRequest(problems)
+        } else {
+            AppError::PreconditionFailed(problems.join("; "))
+        });
+    }
     if order_hook && drafts.jak.is_empty() {
         // Not a JAK inhibitor: nothing to say, answered without reading the record.
         audit(&state, &id, &req, patient_id, 200, vec![]);
@@ -422,6 +548,19 @@ async fn answer(
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string)),
             rules,
+        });
+        cards.push(c);
+    }
+    if !untold.is_empty() {
+        let c = untold_card(&untold);
+        entries.push(CardEntry {
+            uuid: c.uuid.clone().unwrap_or_default(),
+            at: chrono::Utc::now().to_rfc3339(),
+            service: id.clone(),
+            hook_instance: req.hook_instance.clone(),
+            drug: None,
+            decision: None,
+            rules: vec![UNTOLD_RULE.to_string()],
         });
         cards.push(c);
     }
