@@ -388,7 +388,7 @@ pub fn read<'a>(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Line::Blank;
     }
-    let Ok(json) = std::str::from_utf8(bytes) else {
+    let Ok(json) = utf8(bytes) else {
         return Line::Bad("not UTF-8 text".into());
     };
     let mut de = serde_json::Deserializer::from_str(json);
@@ -522,13 +522,20 @@ pub fn read_strict<'a>(
     file_type: &str,
     patients: &PatientIndex,
 ) -> Option<(u32, engine::fhir::Strict<'a>)> {
-    let json = std::str::from_utf8(bytes).ok()?;
+    let json = utf8(bytes).ok()?;
     let resource = engine::fhir::Strict::parse(json)?;
     if resource.resource_type() != file_type {
         return None;
     }
     let patient = patients.resolve(resource.subject()?)?;
     Some((patient, resource))
+}
+
+/// A whole line checked to be UTF-8 with SIMD instructions (`simdutf8`): the standard
+/// library's check cost 2.5 % of a screen's CPU time, every byte of every line passing
+/// through it.
+fn utf8(bytes: &[u8]) -> Result<&str, simdutf8::basic::Utf8Error> {
+    simdutf8::basic::from_utf8(bytes)
 }
 
 /// A serde_json error as a reason without the offending value.
