@@ -133,6 +133,10 @@ async fn discovery_lists_three_services_with_knowledge_driven_prefetch() {
     assert_eq!(hooks, vec!["order-select", "order-sign", "patient-view"]);
     for svc in services {
         assert!(svc["description"].as_str().unwrap().len() > 20);
+        assert_eq!(
+            svc["prefetch"]["medicationRequests"],
+            "MedicationRequest?patient={{context.patientId}}&_include=MedicationRequest:medication"
+        );
         let obs = svc["prefetch"]["observations"].as_str().unwrap();
         for code in [
             "http://loinc.org|751-8",
@@ -270,7 +274,46 @@ async fn patient_view_on_treatment_says_hold_when_neutrophils_persist_low() {
             .unwrap()
             .starts_with("Tofacitinib: hold or stop")
     );
+
+    // The order on file names its drug by a Medication resource, which the discovery's
+    // `_include` brings into the same searchset Bundle: the same card.
+    let mut by_reference = example("patient-view-on-tofacitinib.json");
+    let bundle = &mut by_reference["prefetch"]["medicationRequests"];
+    let order = &mut bundle["entry"][0]["resource"];
+    let code = order["medicationCodeableConcept"].take();
+    order
+        .as_object_mut()
+        .unwrap()
+        .remove("medicationCodeableConcept");
+    order["medicationReference"] = json!({"reference": "Medication/tofa-5"});
+    let medication = json!({"resourceType": "Medication", "id": "tofa-5", "code": code});
+    bundle["entry"].as_array_mut().unwrap().push(json!({
+        "fullUrl": "http://ehr.example/fhir/Medication/tofa-5",
+        "resource": medication,
+        "search": {"mode": "include"}
+    }));
+    let (status, with_include, _) = s
+        .post("/cds-services/jakguard-patient-view", &by_reference)
+        .await;
+    assert_eq!(status, 200, "{with_include}");
+    assert_eq!(with_include["cards"][0]["summary"], cards[0]["summary"]);
+    // Without it the drug is unknown (the record says so as an input issue) and patient-view
+    // has nothing to say about it: the service does not yet read the Medications of orders on
+    // file from the FHIR server, as it does for draft orders.
+    bundle_without_include(&mut by_reference);
+    let (status, without, _) = s
+        .post("/cds-services/jakguard-patient-view", &by_reference)
+        .await;
+    assert_eq!(status, 200, "{without}");
+    assert_eq!(without["cards"], json!([]), "{without}");
     s.stop().await;
+}
+
+fn bundle_without_include(req: &mut Value) {
+    req["prefetch"]["medicationRequests"]["entry"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["search"]["mode"] != "include");
 }
 
 #[tokio::test]
