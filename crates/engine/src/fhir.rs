@@ -1644,6 +1644,24 @@ impl RecordBuilder {
         self.push_typed(resource.typed, location, None);
     }
 
+    /// The references to Medications outside the input that the medication resources read so
+    /// far name and nothing read resolves (each once, in input order): the drugs a caller
+    /// with access to the EHR's FHIR server can look up and give with `name_medication`.
+    pub fn unresolved_medications(&self) -> Vec<&str> {
+        let by_name = self.medication_resources.index();
+        let mut out: Vec<&str> = vec![];
+        for (_, _, reference) in &self.medications {
+            if let Some(r) = reference.as_deref()
+                && !r.contains('#')
+                && find_medication(&by_name, r).is_none()
+                && !out.contains(&r)
+            {
+                out.push(r);
+            }
+        }
+        out
+    }
+
     /// The code of a Medication resource read so far, by a reference to it
     /// (`Medication/id` or its full URL).
     pub fn medication(&self, reference: &str) -> Option<&Concept> {
@@ -1970,6 +1988,34 @@ mod tests {
             record.medications[0].medication.text.as_deref(),
             Some("Xeljanz 5 mg")
         );
+    }
+
+    #[test]
+    fn the_references_nothing_resolves_are_listed_once() {
+        let mut b = RecordBuilder::new();
+        for text in [
+            r##"{"resourceType":"MedicationRequest","id":"1","medicationReference":{"reference":"Medication/x"}}"##,
+            r##"{"resourceType":"MedicationStatement","id":"2","medicationReference":{"reference":"Medication/x"}}"##,
+            r##"{"resourceType":"MedicationRequest","id":"3","medicationReference":{"reference":"Medication/y"}}"##,
+            r##"{"resourceType":"MedicationRequest","id":"4","medicationReference":{"reference":"#gone"}}"##,
+            r##"{"resourceType":"MedicationRequest","id":"5","medicationCodeableConcept":{"text":"x"}}"##,
+        ] {
+            b.add_json(text, "o", None);
+        }
+        b.add_json(
+            r#"{"resourceType":"Medication","id":"y","code":{"text":"y"}}"#,
+            "m",
+            None,
+        );
+        assert_eq!(b.unresolved_medications(), ["Medication/x"]);
+        b.name_medication(
+            "Medication/x",
+            Concept {
+                codings: vec![],
+                text: Some("x".into()),
+            },
+        );
+        assert!(b.unresolved_medications().is_empty());
     }
 
     #[test]

@@ -297,15 +297,28 @@ async fn patient_view_on_treatment_says_hold_when_neutrophils_persist_low() {
         .await;
     assert_eq!(status, 200, "{with_include}");
     assert_eq!(with_include["cards"][0]["summary"], cards[0]["summary"]);
-    // Without it the drug is unknown (the record says so as an input issue) and patient-view
-    // has nothing to say about it: the service does not yet read the Medications of orders on
-    // file from the FHIR server, as it does for draft orders.
+    // Without it, and without a FHIR server to read it from, the drug is unknown (the record
+    // says so as an input issue) and patient-view has nothing to say about it.
     bundle_without_include(&mut by_reference);
     let (status, without, _) = s
         .post("/cds-services/jakguard-patient-view", &by_reference)
         .await;
     assert_eq!(status, 200, "{without}");
     assert_eq!(without["cards"], json!([]), "{without}");
+    // …unless the EHR's FHIR server can give it: read once, with the EHR's token.
+    let (fhir, hits) = fhir_server(
+        json!({"resourceType": "Bundle", "entry": [{"resource": medication}]}),
+        "view-token",
+    )
+    .await;
+    by_reference["fhirServer"] = json!(fhir);
+    by_reference["fhirAuthorization"] = json!({"access_token": "view-token", "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "jakguard"});
+    let (status, read, _) = s
+        .post("/cds-services/jakguard-patient-view", &by_reference)
+        .await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["cards"][0]["summary"], cards[0]["summary"]);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     s.stop().await;
 }
 

@@ -675,7 +675,38 @@ async fn build_record(
             }
         }
     }
-    Ok((finish_record(b, req)?, fetched))
+    // Orders on file naming a Medication the input lacks (an EHR that ignored the prefetch's
+    // `_include`): read from the FHIR server, or a patient already taking a JAK inhibitor by
+    // reference would not be known to be. A failed read leaves the record's own input issue
+    // ("the medication is unknown").
+    let mut read_any = false;
+    if let Some(server) = &req.fhir_server {
+        let token = req
+            .fhir_authorization
+            .as_ref()
+            .map(|a| a.access_token.as_str());
+        let references: Vec<String> = b
+            .unresolved_medications()
+            .into_iter()
+            .take(MEDICATION_READS)
+            .map(str::to_string)
+            .collect();
+        for reference in references {
+            let names = lookup_names(&reference, Some(server));
+            let Some(path) = names.iter().find_map(|n| medication_read(n)) else {
+                continue;
+            };
+            if let Ok(text) = fhir_client::read(&state.http, server, path, token).await
+                && let Some(concept) = engine::fhir::medication_code(
+                    &serde_json::from_str(&text).unwrap_or(Value::Null),
+                )
+            {
+                b.name_medication(&reference, concept);
+                read_any = true;
+            }
+        }
+    }
+    Ok((finish_record(b, req)?, fetched || read_any))
 }
 
 /// The record of a hook request whose prefetch was complete, read again from its body: the
