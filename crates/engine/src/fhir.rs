@@ -830,7 +830,9 @@ impl RecordBuilder {
         self.resource_count += other.resource_count;
     }
 
-    fn issue(&mut self, location: &str, message: impl Into<String>) {
+    /// Records a problem with the input found outside the resources themselves (a search
+    /// whose results could not all be read): the report shows it like any other.
+    pub fn issue(&mut self, location: &str, message: impl Into<String>) {
         self.issues.push(InputIssue {
             location: location.to_string(),
             message: message.into(),
@@ -1645,16 +1647,22 @@ impl RecordBuilder {
     }
 
     /// The references to Medications outside the input that the medication resources read so
-    /// far name and nothing read resolves (each once, in input order): the drugs a caller
-    /// with access to the EHR's FHIR server can look up and give with `name_medication`.
-    pub fn unresolved_medications(&self) -> Vec<&str> {
+    /// far name and nothing read resolves: each once, in input order, only those `wanted`
+    /// accepts, at most `limit`. The drugs a caller with access to the EHR's FHIR server can
+    /// look up and give with `name_medication`.
+    pub fn unresolved_medications(&self, limit: usize, wanted: impl Fn(&str) -> bool) -> Vec<&str> {
         let by_name = self.medication_resources.index();
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut out: Vec<&str> = vec![];
         for (_, _, reference) in &self.medications {
+            if out.len() >= limit {
+                break;
+            }
             if let Some(r) = reference.as_deref()
                 && !r.contains('#')
+                && seen.insert(r)
                 && find_medication(&by_name, r).is_none()
-                && !out.contains(&r)
+                && wanted(r)
             {
                 out.push(r);
             }
@@ -2007,7 +2015,12 @@ mod tests {
             "m",
             None,
         );
-        assert_eq!(b.unresolved_medications(), ["Medication/x"]);
+        assert_eq!(b.unresolved_medications(10, |_| true), ["Medication/x"]);
+        assert!(b.unresolved_medications(0, |_| true).is_empty());
+        assert!(
+            b.unresolved_medications(10, |r| r != "Medication/x")
+                .is_empty()
+        );
         b.name_medication(
             "Medication/x",
             Concept {
@@ -2015,7 +2028,7 @@ mod tests {
                 text: Some("x".into()),
             },
         );
-        assert!(b.unresolved_medications().is_empty());
+        assert!(b.unresolved_medications(10, |_| true).is_empty());
     }
 
     #[test]

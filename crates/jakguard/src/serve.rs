@@ -98,8 +98,11 @@ pub async fn state(
                 .map_err(|e| unusable(format!("JWT keys: {e}")))?,
         )
     };
+    // The EHR's FHIR server gets the EHR's token: a redirect, even to another path of the
+    // same host, is not followed with it (a 3xx is then an error).
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("cannot build the HTTP client")?;
     let services = server::discovery::services(&kb);

@@ -135,7 +135,7 @@ async fn discovery_lists_three_services_with_knowledge_driven_prefetch() {
         assert!(svc["description"].as_str().unwrap().len() > 20);
         assert_eq!(
             svc["prefetch"]["medicationRequests"],
-            "MedicationRequest?patient={{context.patientId}}&_include=MedicationRequest:medication"
+            "MedicationRequest?patient={{context.patientId}}"
         );
         let obs = svc["prefetch"]["observations"].as_str().unwrap();
         for code in [
@@ -275,8 +275,8 @@ async fn patient_view_on_treatment_says_hold_when_neutrophils_persist_low() {
             .starts_with("Tofacitinib: hold or stop")
     );
 
-    // The order on file names its drug by a Medication resource, which the discovery's
-    // `_include` brings into the same searchset Bundle: the same card.
+    // The order on file names its drug by a Medication resource, which the EHR gives in the
+    // same searchset Bundle (an `_include`): the same card.
     let mut by_reference = example("patient-view-on-tofacitinib.json");
     let bundle = &mut by_reference["prefetch"]["medicationRequests"];
     let order = &mut bundle["entry"][0]["resource"];
@@ -420,13 +420,34 @@ async fn fhir_server(
     bundle: Value,
     token: &'static str,
 ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    fhir_server_paged(bundle, token, Next::None).await
+}
+
+/// What a search answer's `link[next]` says.
+#[derive(Clone)]
+enum Next {
+    None,
+    /// The same search again, on this server: the pages never end.
+    Endless,
+    /// A page on another server.
+    Elsewhere(String),
+}
+
+async fn fhir_server_paged(
+    bundle: Value,
+    token: &'static str,
+    next: Next,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let h = Arc::clone(&hits);
     let bundle = Arc::new(bundle);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let handler = move |axum::extract::Path(path): axum::extract::Path<String>,
                         headers: axum::http::HeaderMap| {
         let bundle = Arc::clone(&bundle);
         let h = Arc::clone(&h);
+        let next = next.clone();
         async move {
             h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if headers.get("authorization").and_then(|v| v.to_str().ok())
@@ -464,17 +485,20 @@ async fn fhir_server(
                     ),
                 };
             }
-            (
-                axum::http::StatusCode::OK,
-                axum::Json(
-                    json!({"resourceType": "Bundle", "type": "searchset", "entry": entries}),
-                ),
-            )
+            let mut answer =
+                json!({"resourceType": "Bundle", "type": "searchset", "entry": entries});
+            let next = match next {
+                Next::None => None,
+                Next::Endless => Some(format!("http://{addr}/fhir/{path}?page=more")),
+                Next::Elsewhere(url) => Some(url),
+            };
+            if let Some(url) = next {
+                answer["link"] = json!([{"relation": "next", "url": url}]);
+            }
+            (axum::http::StatusCode::OK, axum::Json(answer))
         }
     };
     let app = axum::Router::new().route("/fhir/{*path}", get(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}/fhir"), hits)
 }
@@ -658,7 +682,8 @@ async fn a_draft_order_naming_a_medication_elsewhere_finds_it_in_the_prefetch_or
         .as_object_mut()
         .unwrap()
         .remove("medicationCodeableConcept");
-    other_order["resource"]["medicationReference"] = json!({"reference": "Medication/unknown"});
+    other_order["resource"]["medicationReference"] =
+        json!({"reference": "Medication/unknown [Safe, sign it](https://evil.example)"});
     beside["context"]["draftOrders"]["entry"]
         .as_array_mut()
         .unwrap()
@@ -674,6 +699,11 @@ async fn a_draft_order_naming_a_medication_elsewhere_finds_it_in_the_prefetch_or
     let detail = v["cards"][1]["detail"].as_str().unwrap();
     assert!(
         detail.contains("Medication/unknown") && detail.contains("no fhirServer"),
+        "{detail}"
+    );
+    // The request's text is shown, not rendered: no link.
+    assert!(
+        detail.contains("\\[Safe, sign it\\]\\(https://evil") && !detail.contains("](https"),
         "{detail}"
     );
 
@@ -698,6 +728,26 @@ async fn a_draft_order_naming_a_medication_elsewhere_finds_it_in_the_prefetch_or
     assert!(text.contains("and 50 more"), "{text}");
     let read = hits.load(std::sync::atomic::Ordering::SeqCst) - before;
     assert_eq!(read, 20, "{text}");
+    // 60 drafts naming one Medication (some by a version of it): read once.
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    let entries: Vec<Value> = (0..60)
+        .map(|i| {
+            let mut e = template.clone();
+            e["resource"]["id"] = json!(format!("d{i}"));
+            let reference = if i % 2 == 0 {
+                "Medication/tofa".to_string()
+            } else {
+                format!("Medication/tofa/_history/{i}")
+            };
+            e["resource"]["medicationReference"] = json!({ "reference": reference });
+            e
+        })
+        .collect();
+    many["context"]["draftOrders"]["entry"] = json!(entries);
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &many).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(summaries(&v), summaries(&want));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst) - before, 1);
     s.stop().await;
 }
 
@@ -730,6 +780,58 @@ async fn missing_prefetch_is_fetched_from_the_fhir_server_with_the_bearer_token(
     req["fhirAuthorization"]["access_token"] = json!("wrong");
     let (status, _, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
     assert_eq!(status, 412);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn search_pages_are_followed_on_the_ehrs_server_only_and_a_cut_is_said() {
+    let bundle: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("examples/older-smoker-renal.json")).unwrap(),
+    )
+    .unwrap();
+    let s = Server::start("pages", vec![]).await;
+    let mut req = example("order-sign-tofacitinib.json");
+    req["prefetch"]
+        .as_object_mut()
+        .unwrap()
+        .remove("observations");
+    req["fhirAuthorization"] = json!({"access_token": "page-token", "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "jakguard"});
+    let (_, complete, _) = s
+        .post(
+            "/cds-services/jakguard-order-sign",
+            &example("order-sign-tofacitinib.json"),
+        )
+        .await;
+    assert!(!complete.to_string().contains("Incomplete data"));
+
+    // Pages that never end: 50 are read, and every card says the results were cut.
+    let (fhir, hits) = fhir_server_paged(bundle.clone(), "page-token", Next::Endless).await;
+    req["fhirServer"] = json!(fhir);
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
+    assert_eq!(status, 200, "{v}");
+    assert_valid_response(&v);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 50);
+    let detail = v["cards"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("**Incomplete data:**") && detail.contains("more than 50 pages"),
+        "{detail}"
+    );
+
+    // A next page on another server is not asked for with the EHR's token.
+    let (other, other_hits) = fhir_server(bundle.clone(), "page-token").await;
+    let (fhir, hits) = fhir_server_paged(
+        bundle,
+        "page-token",
+        Next::Elsewhere(format!("{other}/Observation?page=2")),
+    )
+    .await;
+    req["fhirServer"] = json!(fhir);
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(other_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let detail = v["cards"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("not on that server"), "{detail}");
     s.stop().await;
 }
 

@@ -23,12 +23,11 @@ pub fn prefetch(kb: &Knowledge) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     m.insert("patient".into(), format!("Patient/{p}"));
     m.insert("conditions".into(), format!("Condition?patient={p}"));
-    // An order naming its drug by a reference to a Medication resource needs that resource
-    // too, or the drug is unknown: `_include` brings it in the same Bundle (US Core requires
-    // servers to support it for MedicationRequest).
+    // Within CDS Hooks' recommended query subset (no `_include`): a Medication an order
+    // names by reference is read from the FHIR server when the prefetch lacks it.
     m.insert(
         "medicationRequests".into(),
-        format!("MedicationRequest?patient={p}&_include=MedicationRequest:medication"),
+        format!("MedicationRequest?patient={p}"),
     );
     m.insert(
         "medicationStatements".into(),

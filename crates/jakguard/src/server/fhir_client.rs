@@ -1,11 +1,11 @@
 //! Fetching what a prefetch did not bring from the EHR's FHIR server, with the bearer token
 //! the EHR passed in `fhirAuthorization` (never logged, never stored). Search results are
 //! followed through `link[next]`, on the same server only, up to a page limit (beyond it the
-//! fetch fails rather than return part of the results).
+//! results are flagged as incomplete, never passed off as the whole).
 
 use serde::Deserialize;
 
-/// Pages of one search followed at most; more is an error (the results would be cut short).
+/// Pages of one search followed at most; beyond, the results are flagged as incomplete.
 const MAX_PAGES: usize = 50;
 
 #[derive(Deserialize)]
@@ -33,14 +33,22 @@ pub fn fill(template: &str, patient_id: &str, user_id: Option<&str>) -> String {
     s
 }
 
+/// The pages of a search, and why they are not all of it when they are not.
+pub struct Pages {
+    pub pages: Vec<String>,
+    pub incomplete: Option<String>,
+}
+
 /// GETs `base/query` (and following pages); returns each page's JSON text. A next page is
-/// followed only on the same server (under `base`): the token is for it alone.
+/// followed only on the same server (under `base`): the token is for it alone. Results
+/// beyond `MAX_PAGES` pages, or behind a next page elsewhere, are not read, and `incomplete`
+/// says so (the caller must tell its user, not pass the shorter list off as the whole).
 pub async fn fetch(
     client: &reqwest::Client,
     base: &str,
     query: &str,
     token: Option<&str>,
-) -> Result<Vec<String>, String> {
+) -> Result<Pages, String> {
     get(client, base, query, token, MAX_PAGES).await
 }
 
@@ -51,8 +59,8 @@ pub async fn read(
     path: &str,
     token: Option<&str>,
 ) -> Result<String, String> {
-    let mut pages = get(client, base, path, token, 1).await?;
-    Ok(pages.pop().unwrap_or_default())
+    let mut got = get(client, base, path, token, 1).await?;
+    Ok(got.pages.pop().unwrap_or_default())
 }
 
 /// Whether `url` is on the FHIR server at `base` (the same scheme, host, port and path
@@ -68,7 +76,7 @@ async fn get(
     query: &str,
     token: Option<&str>,
     max_pages: usize,
-) -> Result<Vec<String>, String> {
+) -> Result<Pages, String> {
     let mut url = format!(
         "{}/{}",
         base.trim_end_matches('/'),
@@ -104,23 +112,27 @@ async fn get(
         // A read (one page) has no next page to follow. For a search, stopping early would
         // leave the rest of the results out unseen: that is an error, not a shorter list.
         let kind = query.split(['?', '/']).next().unwrap_or("");
-        match next {
-            Some(_) if max_pages == 1 => return Ok(pages),
-            Some(_) if pages.len() == max_pages => {
-                return Err(format!(
-                    "the FHIR server's answer to a {kind} query has more than {max_pages} pages"
-                ));
+        let incomplete = match next {
+            Some(_) if max_pages == 1 => None,
+            Some(_) if pages.len() == max_pages => Some(format!(
+                "the FHIR server's answer to the {kind} search has more than {max_pages} pages; only the first {max_pages} were read"
+            )),
+            Some(n) if !under(&n, base) => Some(format!(
+                "the FHIR server's next page of the {kind} search is not on that server; only {} page(s) were read",
+                pages.len()
+            )),
+            Some(n) => {
+                url = n;
+                continue;
             }
-            Some(n) if !under(&n, base) => {
-                return Err(format!(
-                    "the FHIR server's next page for a {kind} query is not on that server"
-                ));
-            }
-            Some(n) => url = n,
-            None => return Ok(pages),
-        }
+            None => None,
+        };
+        return Ok(Pages { pages, incomplete });
     }
-    Ok(pages)
+    Ok(Pages {
+        pages,
+        incomplete: None,
+    })
 }
 
 #[cfg(test)]

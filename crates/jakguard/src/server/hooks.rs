@@ -22,7 +22,7 @@ use engine::fhir::RecordBuilder;
 use engine::kb::DrugId;
 use engine::record::Concept;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 pub async fn discovery(
@@ -87,9 +87,11 @@ struct Drafts {
     /// The drug each looked-up reference names, given to the record so that it reads the
     /// order as naming the same drug.
     named: Vec<(String, Concept)>,
-    /// Orders whose drug cannot be told, and why: `(entry, reference, reason)`. Any of them
-    /// may be a JAK inhibitor.
+    /// Orders whose drug cannot be told, and why. Any of them may be a JAK inhibitor.
     untold: Vec<Untold>,
+    /// Medications read from the FHIR server so far for this request (one budget, shared
+    /// with the orders on file).
+    reads: usize,
 }
 
 /// A draft order whose drug could not be told.
@@ -265,7 +267,7 @@ async fn resolve_drafts(
     // Each reference's outcome, under every name it was looked up by.
     let mut seen: HashMap<String, Result<Concept, String>> = HashMap::new();
     let mut lookups = 0;
-    let mut reads = 0;
+    let mut named: HashSet<String> = HashSet::new();
     for u in std::mem::take(&mut drafts.unknown) {
         let names = lookup_names(&u.reference, server);
         let outcome = match names.iter().find_map(|n| seen.get(n)) {
@@ -273,6 +275,10 @@ async fn resolve_drafts(
             None if lookups >= MEDICATION_LOOKUPS => Err(format!(
                 "more than {MEDICATION_LOOKUPS} Medications to look up"
             )),
+            // A contained Medication the order lacks is nowhere else.
+            None if u.reference.starts_with('#') => {
+                Err("the order contains no Medication of that id with a code".to_string())
+            }
             None => {
                 lookups += 1;
                 let p = prefetched.get_or_insert_with(|| Prefetched::from_raw(req));
@@ -285,19 +291,15 @@ async fn resolve_drafts(
                     None => {
                         let readable = names.iter().find_map(|n| medication_read(n));
                         match (server, readable) {
-                            _ if u.reference.starts_with('#') => {
-                                Err("the order contains no Medication of that id with a code"
-                                    .to_string())
-                            }
                             (None, _) => Err("no fhirServer to read it from".to_string()),
                             (Some(_), None) => {
                                 Err("not a Medication on the EHR's FHIR server".to_string())
                             }
-                            (Some(_), Some(_)) if reads >= MEDICATION_READS => {
+                            (Some(_), Some(_)) if drafts.reads >= MEDICATION_READS => {
                                 Err(format!("more than {MEDICATION_READS} Medications to read"))
                             }
                             (Some(server), Some(path)) => {
-                                reads += 1;
+                                drafts.reads += 1;
                                 fhir_client::read(&state.http, server, path, token)
                                     .await
                                     .and_then(|text| {
@@ -321,7 +323,7 @@ async fn resolve_drafts(
         match outcome {
             Ok(concept) => {
                 add_drugs(&state.kb, &mut drafts.jak, &concept, u.entry);
-                if !drafts.named.iter().any(|(r, _)| *r == u.reference) {
+                if named.insert(u.reference.clone()) {
                     drafts.named.push((u.reference, concept));
                 }
             }
@@ -342,27 +344,31 @@ async fn resolve_drafts(
 /// A card for draft orders whose drug could not be told, given beside the JAK inhibitor
 /// cards: any of them may be a JAK inhibitor too, and JAKGuard has not checked it.
 fn untold_card(untold: &[Untold]) -> super::cds::Card {
+    use std::fmt::Write;
+    // `writeln!` into a `String` cannot fail.
     let mut detail = String::from(
         "JAKGuard could not tell which drug these draft orders are for, so it has **not** \
          checked them. If any of them is tofacitinib (Xeljanz) or upadacitinib (Rinvoq), \
          check it before signing:\n\n",
     );
     for u in untold.iter().take(UNTOLD_LISTED) {
-        // The reference comes from the request: no backtick may end its code span, no line
-        // break start a new block, and a very long one is cut.
-        let text: String = u
-            .describe()
-            .chars()
-            .map(|c| match c {
-                '`' => '\'',
-                c if c.is_control() => ' ',
-                c => c,
-            })
-            .take(300)
-            .collect();
-        detail.push_str("- ");
-        detail.push_str(&text);
-        detail.push('\n');
+        // The reference and the reason may carry the request's own text: escaped, so that
+        // nothing in them renders as a link, an image or markup.
+        let _ = match &u.reference {
+            Some(r) => writeln!(
+                detail,
+                "- Draft order {}: `medicationReference` {} — {}",
+                u.entry,
+                markdown_text(r),
+                markdown_text(&u.why)
+            ),
+            None => writeln!(
+                detail,
+                "- Draft order {}: it does not read — {}",
+                u.entry,
+                markdown_text(&u.why)
+            ),
+        };
     }
     if untold.len() > UNTOLD_LISTED {
         detail.push_str(&format!(
@@ -386,6 +392,26 @@ fn untold_card(untold: &[Untold]) -> super::cds::Card {
         override_reasons: vec![],
         links: vec![],
     }
+}
+
+/// Text from a request made inert for markdown, within a line that does not start with it:
+/// every character that markdown gives a meaning there (links, images, emphasis, code, HTML
+/// and entities, tables, headings) escaped with a backslash, line breaks and other control
+/// characters made spaces, and at most 200 characters kept.
+fn markdown_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(200) + 16);
+    for c in s.chars().take(200) {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '!' | '<' | '>' | '#' | '|' | '~'
+            | '&' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Orders whose drug could not be told that an answer lists by name (the rest are counted).
@@ -507,13 +533,18 @@ async fn answer(
         audit(&state, &id, &req, patient_id, 200, vec![]);
         return Ok(Json(CdsResponse::default()).into_response());
     }
-    let (record, fetched) = build_record(
+    let Built {
+        record,
+        fetched,
+        incomplete,
+    } = build_record(
         &state,
         &req,
         prefetched,
         &service.prefetch,
         patient_id,
         &drafts.named,
+        MEDICATION_READS.saturating_sub(drafts.reads),
     )
     .await?;
     let drafts = drafts.jak;
@@ -563,6 +594,16 @@ async fn answer(
             rules: vec![UNTOLD_RULE.to_string()],
         });
         cards.push(c);
+    }
+    // Results the FHIR server did not give in full: said at the top of every card, since any
+    // decision may rest on what is missing.
+    for c in &mut cards {
+        for why in &incomplete {
+            let detail = c.detail.get_or_insert_with(String::new);
+            *detail = format!(
+                "**Incomplete data:** {why}. The assessment may miss results; check them in the record.\n\n{detail}"
+            );
+        }
     }
     audit(&state, &id, &req, patient_id, 200, entries);
     if !cards.is_empty() {
@@ -636,7 +677,8 @@ async fn build_record(
     templates: &BTreeMap<String, String>,
     patient_id: &str,
     named: &[(String, Concept)],
-) -> Result<(engine::record::Record, bool), AppError> {
+    reads_left: usize,
+) -> Result<Built, AppError> {
     let Prefetched {
         builder: mut b,
         keys,
@@ -652,6 +694,7 @@ async fn build_record(
         b.name_medication(reference, concept.clone());
     }
     let fetched = !missing.is_empty() || !named.is_empty();
+    let mut incomplete = vec![];
     if !missing.is_empty() {
         let Some(server) = &req.fhir_server else {
             let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
@@ -667,11 +710,15 @@ async fn build_record(
         let user = req.context.get("userId").and_then(Value::as_str);
         for (key, template) in missing {
             let query = fhir_client::fill(template, patient_id, user);
-            let pages = fhir_client::fetch(&state.http, server, &query, token)
+            let got = fhir_client::fetch(&state.http, server, &query, token)
                 .await
                 .map_err(|e| AppError::PreconditionFailed(format!("prefetch `{key}`: {e}")))?;
-            for (i, page) in pages.iter().enumerate() {
+            for (i, page) in got.pages.iter().enumerate() {
                 b.add_json(page, &format!("fetched.{key}[{i}]"), None);
+            }
+            if let Some(why) = got.incomplete {
+                b.issue(&format!("fetched.{key}"), why.clone());
+                incomplete.push(why);
             }
         }
     }
@@ -685,18 +732,18 @@ async fn build_record(
             .fhir_authorization
             .as_ref()
             .map(|a| a.access_token.as_str());
-        let references: Vec<String> = b
-            .unresolved_medications()
+        let readable = |r: &str| {
+            lookup_names(r, Some(server))
+                .iter()
+                .find_map(|n| medication_read(n).map(str::to_string))
+        };
+        let references: Vec<(String, String)> = b
+            .unresolved_medications(reads_left, |r| readable(r).is_some())
             .into_iter()
-            .take(MEDICATION_READS)
-            .map(str::to_string)
+            .filter_map(|r| Some((r.to_string(), readable(r)?)))
             .collect();
-        for reference in references {
-            let names = lookup_names(&reference, Some(server));
-            let Some(path) = names.iter().find_map(|n| medication_read(n)) else {
-                continue;
-            };
-            if let Ok(text) = fhir_client::read(&state.http, server, path, token).await
+        for (reference, path) in references {
+            if let Ok(text) = fhir_client::read(&state.http, server, &path, token).await
                 && let Some(concept) = engine::fhir::medication_code(
                     &serde_json::from_str(&text).unwrap_or(Value::Null),
                 )
@@ -706,7 +753,19 @@ async fn build_record(
             }
         }
     }
-    Ok((finish_record(b, req)?, fetched || read_any))
+    Ok(Built {
+        record: finish_record(b, req)?,
+        fetched: fetched || read_any,
+        incomplete,
+    })
+}
+
+/// A hook request's record, whether anything was fetched for it (then the request alone no
+/// longer gives it), and the searches whose results could not all be read.
+struct Built {
+    record: engine::record::Record,
+    fetched: bool,
+    incomplete: Vec<String>,
 }
 
 /// The record of a hook request whose prefetch was complete, read again from its body: the
@@ -732,11 +791,11 @@ fn finish_record(
     mut b: RecordBuilder,
     req: &HookRequest,
 ) -> Result<engine::record::Record, AppError> {
-    let mut drafts = vec![];
+    let mut drafts: HashSet<String> = HashSet::new();
     for (i, e) in draft_entries(&req.context).iter().enumerate() {
         if let Some(r) = e.get("resource") {
             if let Some(id) = r.get("id").and_then(Value::as_str) {
-                drafts.push(format!(
+                drafts.insert(format!(
                     "{}/{id}",
                     r.get("resourceType").and_then(Value::as_str).unwrap_or("")
                 ));
