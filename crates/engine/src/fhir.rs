@@ -627,6 +627,36 @@ fn parse_typed<'a>(raw: &'a str, kind: Kind, location: &str) -> Result<Typed<'a>
     }
 }
 
+/// Members dropped from one resource at most by `RecordBuilder::salvage`.
+const SALVAGE_MEMBERS: usize = 8;
+
+/// Removes the member (or list item) at `path` from `value`. False when the path names the
+/// whole resource or nothing there.
+fn remove_member(value: &mut serde_json::Value, path: &[&serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for segment in parents {
+        let next = match segment {
+            Segment::Map { key } => at.get_mut(key.as_str()),
+            Segment::Seq { index } => at.get_mut(*index),
+            _ => None,
+        };
+        let Some(next) = next else { return false };
+        at = next;
+    }
+    match (last, at) {
+        (Segment::Map { key }, serde_json::Value::Object(m)) => m.remove(key.as_str()).is_some(),
+        (Segment::Seq { index }, serde_json::Value::Array(a)) if *index < a.len() => {
+            a.remove(*index);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Parses `raw` as `T`; on failure, parses again tracking the path so the message names it.
 fn parse_as<T: DeserializeOwned>(raw: &str, location: &str) -> Result<T, InputIssue> {
     match serde_json::from_str::<T>(raw) {
@@ -763,9 +793,55 @@ impl RecordBuilder {
             Kind::Other => {}
             _ => match parse_typed(raw, kind, location) {
                 Ok(t) => self.push_typed(t, &location, full_url),
-                Err(e) => self.issues.push(e),
+                Err(e) => {
+                    if !self.salvage(raw, kind, location, full_url) {
+                        self.issues.push(e);
+                    }
+                }
             },
         }
+    }
+
+    /// A resource some of whose members do not read (a number where FHIR has text, an object
+    /// where it has a list) is read without them, each reported, rather than dropped whole:
+    /// a Condition or an order lost over an odd note could hide a contraindication or an
+    /// interaction. What is left reads the cautious way (no status: active; no verification:
+    /// counts; no value: data needed). The members that say whom the resource is about are
+    /// never dropped: a resource whose patient cannot be read is not read at all. False when
+    /// nothing could be salvaged (the caller reports the first error).
+    fn salvage(&mut self, raw: &str, kind: Kind, location: &str, full_url: Option<&str>) -> bool {
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(raw) else {
+            return false;
+        };
+        let mut dropped: Vec<String> = vec![];
+        for _ in 0..SALVAGE_MEMBERS {
+            let mut track = serde_path_to_error::Track::new();
+            let error = match typed(
+                kind,
+                serde_path_to_error::Deserializer::new(&value, &mut track),
+            ) {
+                Ok(t) => {
+                    self.push_typed(t, &location, full_url);
+                    for d in dropped {
+                        self.issue(location, d);
+                    }
+                    return true;
+                }
+                Err(e) => e.to_string(),
+            };
+            let path = track.path();
+            let segments: Vec<&serde_path_to_error::Segment> = path.iter().collect();
+            let identity = matches!(
+                segments.first(),
+                Some(serde_path_to_error::Segment::Map { key })
+                    if matches!(key.as_str(), "subject" | "patient" | "resourceType")
+            );
+            if identity || !remove_member(&mut value, &segments) {
+                return false;
+            }
+            dropped.push(format!("at `{path}`: {error}; read without it"));
+        }
+        false
     }
 
     /// Adds one resource already parsed into a JSON value (a CDS Hooks draft order): the
@@ -2143,17 +2219,64 @@ mod tests {
           {"resource":{"resourceType":"Observation","id":"other","subject":{"reference":"Patient/q"}}}
         ]}"#;
         let r = parse_bundle(text).expect("usable bundle");
-        assert_eq!(r.observations.len(), 1);
-        assert_eq!(r.observations[0].reference, "Observation/good");
+        // The bad one is kept without the member that does not read, and that is said.
+        let refs: Vec<&str> = r
+            .observations
+            .iter()
+            .map(|o| o.reference.as_str())
+            .collect();
+        assert_eq!(refs, ["Observation/bad", "Observation/good"]);
+        assert!(r.observations[0].value.is_none());
         assert!(
-            r.issues
-                .iter()
-                .any(|i| i.location == "entry[1].resource"
-                    && i.message.contains("valueQuantity.value")),
+            r.issues.iter().any(|i| i.location == "entry[1].resource"
+                && i.message.contains("valueQuantity.value")
+                && i.message.contains("read without it")),
             "{:?}",
             r.issues
         );
         assert!(r.issues.iter().any(|i| i.location == "Observation/other"));
+    }
+
+    #[test]
+    fn a_resource_is_read_without_its_members_that_do_not_read() {
+        let text = r#"{"resourceType":"Bundle","entry":[
+          {"resource":{"resourceType":"Patient","id":"p","birthDate":"1970-01-01","gender":"male"}},
+          {"resource":{"resourceType":"Condition","id":"tb","code":{"text":"active tuberculosis"},"clinicalStatus":{"coding":[{"code":"active"}]},"onsetDateTime":5,"recordedDate":["x"],"subject":{"reference":"Patient/p"}}},
+          {"resource":{"resourceType":"MedicationRequest","id":"m","status":"active","medicationCodeableConcept":{"text":"clarithromycin"},"dosageInstruction":[{"text":5}],"subject":{"reference":"Patient/p"}}},
+          {"resource":{"resourceType":"Observation","id":"who","code":{"text":"x"},"subject":{"reference":7}}}
+        ]}"#;
+        let r = parse_bundle(text).expect("usable bundle");
+        // Two members dropped from the Condition, one from the order; both kept.
+        assert_eq!(r.conditions.len(), 1);
+        assert_eq!(
+            r.conditions[0].code.text.as_deref(),
+            Some("active tuberculosis")
+        );
+        assert_eq!(r.conditions[0].onset, None);
+        assert_eq!(r.medications.len(), 1);
+        assert_eq!(
+            r.medications[0].medication.text.as_deref(),
+            Some("clarithromycin")
+        );
+        let said = |path: &str| {
+            r.issues.iter().any(|i| {
+                i.message.contains(&format!("`{path}`")) && i.message.contains("read without it")
+            })
+        };
+        assert!(
+            said("onsetDateTime") && said("recordedDate") && said("dosageInstruction[0].text"),
+            "{:?}",
+            r.issues
+        );
+        // Whom a resource is about is never guessed: an unreadable subject drops it.
+        assert!(r.observations.is_empty());
+        assert!(
+            r.issues
+                .iter()
+                .any(|i| i.message.contains("subject") && !i.message.contains("read without it")),
+            "{:?}",
+            r.issues
+        );
     }
 }
 

@@ -752,6 +752,30 @@ async fn a_draft_order_naming_a_medication_elsewhere_finds_it_in_the_prefetch_or
 }
 
 #[tokio::test]
+async fn a_sibling_draft_with_an_odd_member_still_counts_for_interactions() {
+    // A clarithromycin order (a strong CYP3A4 inhibitor) signed with the tofacitinib order;
+    // its dosage text is a number. It must still reach the interaction rule.
+    let s = Server::start("sibling", vec![]).await;
+    let mut req = example("order-sign-tofacitinib.json");
+    let mut sibling = req["context"]["draftOrders"]["entry"][0].clone();
+    sibling["resource"]["id"] = json!("clari");
+    sibling["resource"]["medicationCodeableConcept"] = json!({"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "21212", "display": "clarithromycin"}], "text": "clarithromycin 500 mg tablet"});
+    sibling["resource"]["dosageInstruction"] = json!([{"text": 5}]);
+    req["context"]["draftOrders"]["entry"]
+        .as_array_mut()
+        .unwrap()
+        .push(sibling);
+    let (status, v, _) = s.post("/cds-services/jakguard-order-sign", &req).await;
+    assert_eq!(status, 200, "{v}");
+    assert_valid_response(&v);
+    let cards = v["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 1, "{v}");
+    let detail = cards[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("CYP3A4"), "{detail}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn missing_prefetch_is_fetched_from_the_fhir_server_with_the_bearer_token() {
     let bundle: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("examples/older-smoker-renal.json")).unwrap(),
