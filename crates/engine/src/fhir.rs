@@ -627,6 +627,25 @@ fn parse_typed<'a>(raw: &'a str, kind: Kind, location: &str) -> Result<Typed<'a>
     }
 }
 
+/// The members `RecordBuilder::salvage` never drops (see there).
+const KEPT_WHOLE: &[&str] = &[
+    "resourceType",
+    "id",
+    "subject",
+    "patient",
+    "status",
+    "intent",
+    "effectiveDateTime",
+    "effectivePeriod",
+    "effectiveInstant",
+    "issued",
+    "authoredOn",
+    "dateAsserted",
+    "whenHandedOver",
+    "occurrenceDateTime",
+    "authored",
+];
+
 /// Members dropped from one resource at most by `RecordBuilder::salvage`.
 const SALVAGE_MEMBERS: usize = 8;
 
@@ -805,10 +824,13 @@ impl RecordBuilder {
     /// A resource some of whose members do not read (a number where FHIR has text, an object
     /// where it has a list) is read without them, each reported, rather than dropped whole:
     /// a Condition or an order lost over an odd note could hide a contraindication or an
-    /// interaction. What is left reads the cautious way (no status: active; no verification:
-    /// counts; no value: data needed). The members that say whom the resource is about are
-    /// never dropped: a resource whose patient cannot be read is not read at all. False when
-    /// nothing could be salvaged (the caller reports the first error).
+    /// interaction. What is left reads the cautious way (no clinical or verification status:
+    /// active and counting; no value: data needed). Some members are never dropped, since
+    /// reading on without them could make the record say more than it does
+    /// (`KEPT_WHOLE`): whom it is about, its status and intent (a withdrawn lab or a stopped
+    /// order would count), its dates of record (another date would stand in). A resource whose
+    /// such member does not read is not read at all, as before. False when nothing could be
+    /// salvaged (the caller reports the first error).
     fn salvage(&mut self, raw: &str, kind: Kind, location: &str, full_url: Option<&str>) -> bool {
         let Ok(mut value) = serde_json::from_str::<serde_json::Value>(raw) else {
             return false;
@@ -820,6 +842,9 @@ impl RecordBuilder {
                 kind,
                 serde_path_to_error::Deserializer::new(&value, &mut track),
             ) {
+                // Read as a value it needs nothing dropped: what failed was the text itself
+                // (a member given twice, which a value silently resolves). Not read.
+                Ok(_) if dropped.is_empty() => return false,
                 Ok(t) => {
                     self.push_typed(t, &location, full_url);
                     for d in dropped {
@@ -831,12 +856,11 @@ impl RecordBuilder {
             };
             let path = track.path();
             let segments: Vec<&serde_path_to_error::Segment> = path.iter().collect();
-            let identity = matches!(
+            let kept_whole = matches!(
                 segments.first(),
-                Some(serde_path_to_error::Segment::Map { key })
-                    if matches!(key.as_str(), "subject" | "patient" | "resourceType")
+                Some(serde_path_to_error::Segment::Map { key }) if KEPT_WHOLE.contains(&key.as_str())
             );
-            if identity || !remove_member(&mut value, &segments) {
+            if kept_whole || !remove_member(&mut value, &segments) {
                 return false;
             }
             dropped.push(format!("at `{path}`: {error}; read without it"));
@@ -2270,6 +2294,49 @@ mod tests {
         );
         // Whom a resource is about is never guessed: an unreadable subject drops it.
         assert!(r.observations.is_empty());
+        // Nor is its status, intent or date of record: a stopped order, a withdrawn lab or a
+        // lab's date would otherwise read as more than it is.
+        for (kind, resource) in [
+            (
+                "order",
+                r#"{"resourceType":"MedicationRequest","id":"x","status":{"code":"stopped"},"medicationCodeableConcept":{"text":"tofacitinib"}}"#,
+            ),
+            (
+                "order",
+                r#"{"resourceType":"MedicationRequest","id":"x","intent":["plan"],"medicationCodeableConcept":{"text":"tofacitinib"}}"#,
+            ),
+            (
+                "lab",
+                r#"{"resourceType":"Observation","id":"x","status":1,"code":{"text":"x"}}"#,
+            ),
+            (
+                "lab",
+                r#"{"resourceType":"Observation","id":"x","effectiveDateTime":20260101,"issued":"2026-11-01T00:00:00Z","code":{"text":"x"}}"#,
+            ),
+            (
+                "patient",
+                r#"{"resourceType":"Patient","id":7,"birthDate":"1970-01-01"}"#,
+            ),
+            // A member given twice: a value keeps the last, the reader refuses the text.
+            (
+                "order",
+                r#"{"resourceType":"MedicationRequest","id":"x","status":"stopped","status":"active","medicationCodeableConcept":{"text":"tofacitinib"}}"#,
+            ),
+        ] {
+            let mut b = RecordBuilder::new();
+            b.add_json(resource, "r", None);
+            let r = b.finish().unwrap();
+            let read = r.medications.len()
+                + r.observations.len()
+                + usize::from(r.patient.birth_date.is_some());
+            assert_eq!(read, 0, "{kind}: {resource}");
+            assert_eq!(r.issues.len(), 1, "{resource}: {:?}", r.issues);
+            assert!(
+                !r.issues[0].message.contains("read without it"),
+                "{:?}",
+                r.issues
+            );
+        }
         assert!(
             r.issues
                 .iter()
