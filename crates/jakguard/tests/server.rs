@@ -701,9 +701,11 @@ async fn a_draft_order_naming_a_medication_elsewhere_finds_it_in_the_prefetch_or
         detail.contains("Medication/unknown") && detail.contains("no fhirServer"),
         "{detail}"
     );
-    // The request's text is shown, not rendered: no link.
+    // The request's text is shown, not rendered: no link, not even an autolink.
     assert!(
-        detail.contains("\\[Safe, sign it\\]\\(https://evil") && !detail.contains("](https"),
+        detail.contains("\\[Safe, sign it\\]\\(https\\://evil\\.example")
+            && !detail.contains("](")
+            && !detail.contains("https://"),
         "{detail}"
     );
 
@@ -840,6 +842,29 @@ async fn search_pages_are_followed_on_the_ehrs_server_only_and_a_cut_is_said() {
         detail.starts_with("**Incomplete data:**") && detail.contains("more than 50 pages"),
         "{detail}"
     );
+    let summary = v["cards"][0]["summary"].as_str().unwrap();
+    assert!(summary.starts_with("Incomplete data · "), "{summary}");
+    assert_ne!(v["cards"][0]["indicator"], "info");
+    // patient-view with no JAK inhibitor found in what was read: a card says the record was
+    // not read in full (the missing part may be the very order), rather than nothing.
+    let mut view = req.clone();
+    view["hook"] = json!("patient-view");
+    view["context"]
+        .as_object_mut()
+        .unwrap()
+        .remove("draftOrders");
+    let (status, v, _) = s.post("/cds-services/jakguard-patient-view", &view).await;
+    assert_eq!(status, 200, "{v}");
+    assert_valid_response(&v);
+    assert_eq!(v["cards"].as_array().unwrap().len(), 1, "{v}");
+    assert!(
+        v["cards"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Incomplete data · JAKGuard could not read"),
+        "{v}"
+    );
+    assert_eq!(v["cards"][0]["indicator"], "warning");
 
     // A next page on another server is not asked for with the EHR's token.
     let (other, other_hits) = fhir_server(bundle.clone(), "page-token").await;

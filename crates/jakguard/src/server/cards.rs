@@ -30,7 +30,7 @@ const OVERRIDE_REASONS: &[(&str, &str)] = &[
     ("shared-decision", "Discussed and decided with the patient"),
 ];
 
-fn truncate(s: &str, max: usize) -> String {
+pub(super) fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
@@ -145,22 +145,52 @@ fn indicator(a: &Assessment) -> &'static str {
     }
 }
 
-/// Appends `s` as the text of a markdown table cell: a `|` would end the cell and a line
-/// break the row.
-fn push_cell(d: &mut String, s: &str) {
-    let mut rest = s;
-    // `memchr2` rather than `str::find` with a set of chars, which decodes every character
-    // (1.5 % of a request's instructions); both are ASCII, so `i` is a character boundary.
-    while let Some(i) = memchr::memchr2(b'|', b'\n', rest.as_bytes()) {
-        d.push_str(&rest[..i]);
-        d.push_str(if rest.as_bytes()[i] == b'|' {
-            "\\|"
+/// Appends `s` as markdown text that renders as itself, inline or in a table cell. Report
+/// text can carry the request's own text (a draft's display or dosage text, a lab's unit),
+/// which must not become a link, an image or markup in the clinician's EHR: every ASCII
+/// character that starts markup (links, images, emphasis, code, HTML and entities, a cell's
+/// end) is backslash-escaped, and so are `:`, `.` and `@`, which start GFM's autolinks; line
+/// breaks and other control characters become spaces.
+pub(super) fn push_inline(d: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    // Every byte that needs attention is ASCII, so each run ends on a character boundary.
+    while let Some(i) = bytes[start..].iter().position(|&b| SPECIAL[usize::from(b)]) {
+        let at = start + i;
+        d.push_str(&s[start..at]);
+        let b = bytes[at];
+        if b.is_ascii_control() {
+            d.push(' ');
         } else {
-            " "
-        });
-        rest = &rest[i + 1..];
+            d.push('\\');
+            d.push(char::from(b));
+        }
+        start = at + 1;
     }
-    d.push_str(rest);
+    d.push_str(&s[start..]);
+}
+
+/// The bytes `push_inline` escapes or replaces.
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[0x7f] = true;
+    let marks = b"\\`*_[]()!<>#|~&:.@";
+    let mut i = 0;
+    while i < marks.len() {
+        t[marks[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// A table cell's text (see `push_inline`: a `|` would end the cell, a line break the row).
+fn push_cell(d: &mut String, s: &str) {
+    push_inline(d, s);
 }
 
 /// The card's markdown, written into one buffer (a card is answered per request; the
@@ -438,15 +468,25 @@ mod tests {
     use super::push_cell;
 
     #[test]
-    fn a_table_cell_keeps_its_text_but_not_what_would_end_it() {
-        let mut d = String::from("| ");
-        push_cell(&mut d, "CrCl < 30 mL/min | dose 5 mg\nonce daily — µmol/L");
-        assert_eq!(d, "| CrCl < 30 mL/min \\| dose 5 mg once daily — µmol/L");
-        let mut d = String::new();
-        push_cell(&mut d, "|\n|");
-        assert_eq!(d, "\\| \\|");
-        let mut d = String::new();
-        push_cell(&mut d, "");
-        assert_eq!(d, "");
+    fn a_cell_shows_its_text_and_nothing_in_it_becomes_markup() {
+        let cell = |s: &str| {
+            let mut d = String::new();
+            push_cell(&mut d, s);
+            d
+        };
+        assert_eq!(
+            cell("CrCl < 30 mL/min | dose 5 mg\nonce daily — µmol/L"),
+            "CrCl \\< 30 mL/min \\| dose 5 mg once daily — µmol/L"
+        );
+        assert_eq!(
+            cell("[Sign](https://evil.example) ![x](y) <img> www.evil.example a@b.example"),
+            "\\[Sign\\]\\(https\\://evil\\.example\\) \\!\\[x\\]\\(y\\) \\<img\\> www\\.evil\\.example a\\@b\\.example"
+        );
+        assert_eq!(
+            cell("a\r\tb`c`*d*_e_&amp;"),
+            "a  b\\`c\\`\\*d\\*\\_e\\_\\&amp;"
+        );
+        assert_eq!(cell(""), "");
+        assert_eq!(cell("plain text, 5 mg/dL"), "plain text, 5 mg/dL");
     }
 }

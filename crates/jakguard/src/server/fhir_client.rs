@@ -63,11 +63,29 @@ pub async fn read(
     Ok(got.pages.pop().unwrap_or_default())
 }
 
-/// Whether `url` is on the FHIR server at `base` (the same scheme, host, port and path
-/// prefix, then a path step or a query).
+/// Whether `url` is on the FHIR server at `base`: the same scheme, host and port, no user
+/// information, and a path within the base path, compared after the URL parser has resolved
+/// `..`, `%2e` and `\` (which the HTTP client would resolve too) — a plain text prefix would
+/// let `base/../another-tenant` through.
 fn under(url: &str, base: &str) -> bool {
-    url.strip_prefix(base.trim_end_matches('/'))
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+    let (Ok(next), Ok(base)) = (reqwest::Url::parse(url), reqwest::Url::parse(base)) else {
+        return false;
+    };
+    let root = base.path().trim_end_matches('/');
+    next.scheme() == base.scheme()
+        && next.host_str() == base.host_str()
+        && next.port_or_known_default() == base.port_or_known_default()
+        && next.username().is_empty()
+        && next.password().is_none()
+        // An encoded `/` or `\` is a path step to a server that decodes it.
+        && !["%2f", "%5c"]
+            .iter()
+            .any(|e| next.path().to_ascii_lowercase().contains(e))
+        && (next.path() == root
+            || next
+                .path()
+                .strip_prefix(root)
+                .is_some_and(|rest| rest.starts_with('/')))
 }
 
 async fn get(
@@ -146,6 +164,7 @@ mod tests {
             "https://ehr.example/fhir/Observation?page=2",
             "https://ehr.example/fhir?_getpages=1",
             "https://ehr.example/fhir",
+            "HTTPS://EHR.example:443/fhir/Observation",
         ] {
             assert!(under(ok, base), "{ok}");
         }
@@ -156,6 +175,12 @@ mod tests {
             "http://ehr.example/fhir/Observation",
             "https://ehr.example:444/fhir/Observation",
             "/fhir/Observation",
+            "https://ehr.example/fhir/../other-tenant/Observation",
+            "https://ehr.example/fhir/%2e%2e/other-tenant/Observation",
+            "https://ehr.example/fhir/..%2F..%2Fother",
+            "https://ehr.example/fhir\\..\\other/Observation",
+            "https://ehr.example/fhir@evil.example/fhir/Observation",
+            "https://user:pw@ehr.example/fhir/Observation",
         ] {
             assert!(!under(refused, base), "{refused}");
         }

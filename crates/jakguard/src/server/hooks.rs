@@ -394,24 +394,45 @@ fn untold_card(untold: &[Untold]) -> super::cds::Card {
     }
 }
 
-/// Text from a request made inert for markdown, within a line that does not start with it:
-/// every character that markdown gives a meaning there (links, images, emphasis, code, HTML
-/// and entities, tables, headings) escaped with a backslash, line breaks and other control
-/// characters made spaces, and at most 200 characters kept.
+/// Text from a request made inert for markdown (see `cards::push_inline`), at most 200
+/// characters of it.
 fn markdown_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(200) + 16);
-    for c in s.chars().take(200) {
-        match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '!' | '<' | '>' | '#' | '|' | '~'
-            | '&' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
+    let cut: String = s.chars().take(200).collect();
+    let mut out = String::with_capacity(cut.len() + 16);
+    super::cards::push_inline(&mut out, &cut);
     out
+}
+
+/// How a card starts whose assessment rests on search results not read in full.
+const INCOMPLETE_PREFIX: &str = "Incomplete data · ";
+
+/// The rule id under which feedback on `incomplete_card` is counted.
+const INCOMPLETE_RULE: &str = "jakguard.incomplete-data";
+
+/// The card for a record the FHIR server did not give in full when there is nothing else to
+/// say (its detail gets the reasons like every card's).
+fn incomplete_card() -> super::cds::Card {
+    super::cds::Card {
+        uuid: Some(uuid::Uuid::now_v7().to_string()),
+        summary: format!(
+            "{INCOMPLETE_PREFIX}JAKGuard could not read this patient's record in full and has not checked it"
+        ),
+        detail: Some(
+            "Whether this patient takes tofacitinib (Xeljanz) or upadacitinib (Rinvoq), and what \
+             their monitoring needs, could not be checked on the part of the record that was read."
+                .to_string(),
+        ),
+        indicator: "warning".to_string(),
+        source: super::cds::Source {
+            label: "JAKGuard".to_string(),
+            url: None,
+            topic: None,
+        },
+        suggestions: vec![],
+        selection_behavior: None,
+        override_reasons: vec![],
+        links: vec![],
+    }
 }
 
 /// Orders whose drug could not be told that an answer lists by name (the rest are counted).
@@ -595,14 +616,38 @@ async fn answer(
         });
         cards.push(c);
     }
-    // Results the FHIR server did not give in full: said at the top of every card, since any
-    // decision may rest on what is missing.
-    for c in &mut cards {
-        for why in &incomplete {
-            let detail = c.detail.get_or_insert_with(String::new);
-            *detail = format!(
-                "**Incomplete data:** {why}. The assessment may miss results; check them in the record.\n\n{detail}"
-            );
+    // Results the FHIR server did not give in full: said first in every card (at least a
+    // warning), since any decision may rest on what is missing; with no card to say it in
+    // (patient-view: no JAK inhibitor found), a card of its own, since the missing part may
+    // be the very order.
+    if !incomplete.is_empty() {
+        if cards.is_empty() {
+            let c = incomplete_card();
+            entries.push(CardEntry {
+                uuid: c.uuid.clone().unwrap_or_default(),
+                at: chrono::Utc::now().to_rfc3339(),
+                service: id.clone(),
+                hook_instance: req.hook_instance.clone(),
+                drug: None,
+                decision: None,
+                rules: vec![INCOMPLETE_RULE.to_string()],
+            });
+            cards.push(c);
+        }
+        for c in &mut cards {
+            for why in &incomplete {
+                let detail = c.detail.get_or_insert_with(String::new);
+                *detail = format!(
+                    "**Incomplete data:** {why}. The assessment may miss results; check them in the record.\n\n{detail}"
+                );
+            }
+            if c.indicator == "info" {
+                c.indicator = "warning".to_string();
+            }
+            if !c.summary.starts_with(INCOMPLETE_PREFIX) {
+                c.summary =
+                    super::cards::truncate(&format!("{INCOMPLETE_PREFIX}{}", c.summary), 139);
+            }
         }
     }
     audit(&state, &id, &req, patient_id, 200, entries);
