@@ -376,10 +376,17 @@ fn untold_card(untold: &[Untold]) -> super::cds::Card {
             untold.len() - UNTOLD_LISTED
         ));
     }
+    warning_card(
+        "Another draft order's drug could not be told: not checked by JAKGuard".to_string(),
+        detail,
+    )
+}
+
+/// A warning card of JAKGuard's own (about what it could not check, not from a rule).
+fn warning_card(summary: String, detail: String) -> super::cds::Card {
     super::cds::Card {
         uuid: Some(uuid::Uuid::now_v7().to_string()),
-        summary: "Another draft order's drug could not be told: not checked by JAKGuard"
-            .to_string(),
+        summary,
         detail: Some(detail),
         indicator: "warning".to_string(),
         source: super::cds::Source {
@@ -391,6 +398,19 @@ fn untold_card(untold: &[Untold]) -> super::cds::Card {
         selection_behavior: None,
         override_reasons: vec![],
         links: vec![],
+    }
+}
+
+/// The audit row of a `warning_card`, counted for feedback under `rule`.
+fn warning_entry(c: &super::cds::Card, service: &str, req: &HookRequest, rule: &str) -> CardEntry {
+    CardEntry {
+        uuid: c.uuid.clone().unwrap_or_default(),
+        at: chrono::Utc::now().to_rfc3339(),
+        service: service.to_string(),
+        hook_instance: req.hook_instance.clone(),
+        drug: None,
+        decision: None,
+        rules: vec![rule.to_string()],
     }
 }
 
@@ -412,27 +432,14 @@ const INCOMPLETE_RULE: &str = "jakguard.incomplete-data";
 /// The card for a record the FHIR server did not give in full when there is nothing else to
 /// say (its detail gets the reasons like every card's).
 fn incomplete_card() -> super::cds::Card {
-    super::cds::Card {
-        uuid: Some(uuid::Uuid::now_v7().to_string()),
-        summary: format!(
+    warning_card(
+        format!(
             "{INCOMPLETE_PREFIX}JAKGuard could not read this patient's record in full and has not checked it"
         ),
-        detail: Some(
-            "Whether this patient takes tofacitinib (Xeljanz) or upadacitinib (Rinvoq), and what \
-             their monitoring needs, could not be checked on the part of the record that was read."
-                .to_string(),
-        ),
-        indicator: "warning".to_string(),
-        source: super::cds::Source {
-            label: "JAKGuard".to_string(),
-            url: None,
-            topic: None,
-        },
-        suggestions: vec![],
-        selection_behavior: None,
-        override_reasons: vec![],
-        links: vec![],
-    }
+        "Whether this patient takes tofacitinib (Xeljanz) or upadacitinib (Rinvoq), and what \
+         their monitoring needs, could not be checked on the part of the record that was read."
+            .to_string(),
+    )
 }
 
 /// Orders whose drug could not be told that an answer lists by name (the rest are counted).
@@ -605,15 +612,7 @@ async fn answer(
     }
     if !untold.is_empty() {
         let c = untold_card(&untold);
-        entries.push(CardEntry {
-            uuid: c.uuid.clone().unwrap_or_default(),
-            at: chrono::Utc::now().to_rfc3339(),
-            service: id.clone(),
-            hook_instance: req.hook_instance.clone(),
-            drug: None,
-            decision: None,
-            rules: vec![UNTOLD_RULE.to_string()],
-        });
+        entries.push(warning_entry(&c, &id, &req, UNTOLD_RULE));
         cards.push(c);
     }
     // Results the FHIR server did not give in full: said first in every card (at least a
@@ -623,15 +622,7 @@ async fn answer(
     if !incomplete.is_empty() {
         if cards.is_empty() {
             let c = incomplete_card();
-            entries.push(CardEntry {
-                uuid: c.uuid.clone().unwrap_or_default(),
-                at: chrono::Utc::now().to_rfc3339(),
-                service: id.clone(),
-                hook_instance: req.hook_instance.clone(),
-                drug: None,
-                decision: None,
-                rules: vec![INCOMPLETE_RULE.to_string()],
-            });
+            entries.push(warning_entry(&c, &id, &req, INCOMPLETE_RULE));
             cards.push(c);
         }
         for c in &mut cards {
