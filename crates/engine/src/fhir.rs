@@ -644,7 +644,74 @@ const KEPT_WHOLE: &[&str] = &[
     "whenHandedOver",
     "occurrenceDateTime",
     "authored",
+    // A refuted or resolved condition, or an inactive allergy, would count.
+    "clinicalStatus",
+    "verificationStatus",
+    // A condition's other date would stand in for the one that did not read.
+    "onsetDateTime",
+    "onsetPeriod",
+    "recordedDate",
+    "abatementDateTime",
+    "abatementPeriod",
+    // A unit's system lost would make its code read as UCUM.
+    "valueQuantity",
+    // An answer lost would let an older one into a score.
+    "item",
 ];
+
+/// Any JSON whose objects never give a member twice (at any depth).
+struct UniqueMembers;
+
+impl<'de> Deserialize<'de> for UniqueMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON without repeated members")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<UniqueMembers, E> {
+                Ok(UniqueMembers)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<UniqueMembers, E> {
+                Ok(UniqueMembers)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<UniqueMembers, E> {
+                Ok(UniqueMembers)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<UniqueMembers, E> {
+                Ok(UniqueMembers)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<UniqueMembers, E> {
+                Ok(UniqueMembers)
+            }
+            fn visit_unit<E>(self) -> Result<UniqueMembers, E> {
+                Ok(UniqueMembers)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<UniqueMembers, A::Error> {
+                while seq.next_element::<UniqueMembers>()?.is_some() {}
+                Ok(UniqueMembers)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueMembers, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if !seen.insert(key) {
+                        return Err(serde::de::Error::custom("a member is given twice"));
+                    }
+                    map.next_value::<UniqueMembers>()?;
+                }
+                Ok(UniqueMembers)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// Members dropped from one resource at most by `RecordBuilder::salvage`.
 const SALVAGE_MEMBERS: usize = 8;
@@ -835,15 +902,19 @@ impl RecordBuilder {
         let Ok(mut value) = serde_json::from_str::<serde_json::Value>(raw) else {
             return false;
         };
+        // A member given twice: a value would silently keep the last one.
+        if serde_json::from_str::<UniqueMembers>(raw).is_err() {
+            return false;
+        }
         let mut dropped: Vec<String> = vec![];
-        for _ in 0..SALVAGE_MEMBERS {
+        for _ in 0..=SALVAGE_MEMBERS {
             let mut track = serde_path_to_error::Track::new();
             let error = match typed(
                 kind,
                 serde_path_to_error::Deserializer::new(&value, &mut track),
             ) {
-                // Read as a value it needs nothing dropped: what failed was the text itself
-                // (a member given twice, which a value silently resolves). Not read.
+                // Read as a value it needs nothing dropped: what failed was the text itself.
+                // Not read.
                 Ok(_) if dropped.is_empty() => return false,
                 Ok(t) => {
                     self.push_typed(t, &location, full_url);
@@ -2243,18 +2314,14 @@ mod tests {
           {"resource":{"resourceType":"Observation","id":"other","subject":{"reference":"Patient/q"}}}
         ]}"#;
         let r = parse_bundle(text).expect("usable bundle");
-        // The bad one is kept without the member that does not read, and that is said.
-        let refs: Vec<&str> = r
-            .observations
-            .iter()
-            .map(|o| o.reference.as_str())
-            .collect();
-        assert_eq!(refs, ["Observation/bad", "Observation/good"]);
-        assert!(r.observations[0].value.is_none());
+        // A value that does not read is not dropped to read the rest (`KEPT_WHOLE`): the
+        // Observation is not read, and the issue names where.
+        assert_eq!(r.observations.len(), 1);
+        assert_eq!(r.observations[0].reference, "Observation/good");
         assert!(
             r.issues.iter().any(|i| i.location == "entry[1].resource"
                 && i.message.contains("valueQuantity.value")
-                && i.message.contains("read without it")),
+                && !i.message.contains("read without it")),
             "{:?}",
             r.issues
         );
@@ -2265,18 +2332,17 @@ mod tests {
     fn a_resource_is_read_without_its_members_that_do_not_read() {
         let text = r#"{"resourceType":"Bundle","entry":[
           {"resource":{"resourceType":"Patient","id":"p","birthDate":"1970-01-01","gender":"male"}},
-          {"resource":{"resourceType":"Condition","id":"tb","code":{"text":"active tuberculosis"},"clinicalStatus":{"coding":[{"code":"active"}]},"onsetDateTime":5,"recordedDate":["x"],"subject":{"reference":"Patient/p"}}},
+          {"resource":{"resourceType":"Condition","id":"tb","code":{"text":"active tuberculosis","coding":{"code":"x"}},"clinicalStatus":{"coding":[{"code":"active"}]},"subject":{"reference":"Patient/p"}}},
           {"resource":{"resourceType":"MedicationRequest","id":"m","status":"active","medicationCodeableConcept":{"text":"clarithromycin"},"dosageInstruction":[{"text":5}],"subject":{"reference":"Patient/p"}}},
           {"resource":{"resourceType":"Observation","id":"who","code":{"text":"x"},"subject":{"reference":7}}}
         ]}"#;
         let r = parse_bundle(text).expect("usable bundle");
-        // Two members dropped from the Condition, one from the order; both kept.
+        // A member dropped from the Condition and one from the order; both kept.
         assert_eq!(r.conditions.len(), 1);
         assert_eq!(
             r.conditions[0].code.text.as_deref(),
             Some("active tuberculosis")
         );
-        assert_eq!(r.conditions[0].onset, None);
         assert_eq!(r.medications.len(), 1);
         assert_eq!(
             r.medications[0].medication.text.as_deref(),
@@ -2288,7 +2354,7 @@ mod tests {
             })
         };
         assert!(
-            said("onsetDateTime") && said("recordedDate") && said("dosageInstruction[0].text"),
+            said("code.coding") && said("dosageInstruction[0].text"),
             "{:?}",
             r.issues
         );
@@ -2317,10 +2383,28 @@ mod tests {
                 "patient",
                 r#"{"resourceType":"Patient","id":7,"birthDate":"1970-01-01"}"#,
             ),
-            // A member given twice: a value keeps the last, the reader refuses the text.
+            // A member given twice: a value keeps the last, the reader refuses the text, even
+            // with another member to drop beside it.
             (
                 "order",
                 r#"{"resourceType":"MedicationRequest","id":"x","status":"stopped","status":"active","medicationCodeableConcept":{"text":"tofacitinib"}}"#,
+            ),
+            (
+                "order",
+                r#"{"resourceType":"MedicationRequest","id":"x","status":"stopped","dosageInstruction":{},"status":"active","medicationCodeableConcept":{"text":"tofacitinib"}}"#,
+            ),
+            // A refuted or resolved condition's status, or its date.
+            (
+                "condition",
+                r#"{"resourceType":"Condition","id":"x","code":{"text":"menopause"},"verificationStatus":{"coding":[{"code":7}]}}"#,
+            ),
+            (
+                "condition",
+                r#"{"resourceType":"Condition","id":"x","code":{"text":"pregnancy"},"clinicalStatus":[]}"#,
+            ),
+            (
+                "condition",
+                r#"{"resourceType":"Condition","id":"x","code":{"text":"myocardial infarction"},"onsetDateTime":5,"recordedDate":"2026-01-01"}"#,
             ),
         ] {
             let mut b = RecordBuilder::new();
@@ -2328,6 +2412,7 @@ mod tests {
             let r = b.finish().unwrap();
             let read = r.medications.len()
                 + r.observations.len()
+                + r.conditions.len()
                 + usize::from(r.patient.birth_date.is_some());
             assert_eq!(read, 0, "{kind}: {resource}");
             assert_eq!(r.issues.len(), 1, "{resource}: {:?}", r.issues);

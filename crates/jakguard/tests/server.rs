@@ -845,14 +845,22 @@ async fn search_pages_are_followed_on_the_ehrs_server_only_and_a_cut_is_said() {
     let summary = v["cards"][0]["summary"].as_str().unwrap();
     assert!(summary.starts_with("Incomplete data · "), "{summary}");
     assert_ne!(v["cards"][0]["indicator"], "info");
-    // patient-view with no JAK inhibitor found in what was read: a card says the record was
-    // not read in full (the missing part may be the very order), rather than nothing.
+    // patient-view with no JAK inhibitor found in what was read: only labs cut, nothing to
+    // say (the patient is not on one, by their orders); the orders cut, a card says the
+    // record was not read in full, since the missing part may be the very order.
     let mut view = req.clone();
     view["hook"] = json!("patient-view");
     view["context"]
         .as_object_mut()
         .unwrap()
         .remove("draftOrders");
+    let (status, v, _) = s.post("/cds-services/jakguard-patient-view", &view).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["cards"], json!([]), "{v}");
+    view["prefetch"]
+        .as_object_mut()
+        .unwrap()
+        .remove("medicationRequests");
     let (status, v, _) = s.post("/cds-services/jakguard-patient-view", &view).await;
     assert_eq!(status, 200, "{v}");
     assert_valid_response(&v);

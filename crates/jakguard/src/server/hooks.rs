@@ -616,22 +616,24 @@ async fn answer(
         cards.push(c);
     }
     // Results the FHIR server did not give in full: said first in every card (at least a
-    // warning), since any decision may rest on what is missing; with no card to say it in
-    // (patient-view: no JAK inhibitor found), a card of its own, since the missing part may
-    // be the very order.
+    // warning), since any decision may rest on what is missing. With no card to say it in
+    // (patient-view: no JAK inhibitor found), a card of its own when a medication search was
+    // cut, since the missing part may be the very order.
     if !incomplete.is_empty() {
-        if cards.is_empty() {
+        if cards.is_empty() && incomplete.iter().any(|i| i.medications) {
             let c = incomplete_card();
             entries.push(warning_entry(&c, &id, &req, INCOMPLETE_RULE));
             cards.push(c);
         }
+        let mut notice = String::new();
+        for i in &incomplete {
+            notice.push_str("**Incomplete data:** ");
+            notice.push_str(&i.why);
+            notice.push_str(". The assessment may miss results; check them in the record.\n\n");
+        }
         for c in &mut cards {
-            for why in &incomplete {
-                let detail = c.detail.get_or_insert_with(String::new);
-                *detail = format!(
-                    "**Incomplete data:** {why}. The assessment may miss results; check them in the record.\n\n{detail}"
-                );
-            }
+            let detail = c.detail.get_or_insert_with(String::new);
+            detail.insert_str(0, &notice);
             if c.indicator == "info" {
                 c.indicator = "warning".to_string();
             }
@@ -754,7 +756,10 @@ async fn build_record(
             }
             if let Some(why) = got.incomplete {
                 b.issue(&format!("fetched.{key}"), why.clone());
-                incomplete.push(why);
+                incomplete.push(Incomplete {
+                    why,
+                    medications: template.starts_with("Medication"),
+                });
             }
         }
     }
@@ -801,7 +806,14 @@ async fn build_record(
 struct Built {
     record: engine::record::Record,
     fetched: bool,
-    incomplete: Vec<String>,
+    incomplete: Vec<Incomplete>,
+}
+
+/// A search whose results could not all be read.
+struct Incomplete {
+    why: String,
+    /// A search for the patient's medications (the missing part may be a JAK inhibitor).
+    medications: bool,
 }
 
 /// The record of a hook request whose prefetch was complete, read again from its body: the
