@@ -451,6 +451,17 @@ struct Medications {
 }
 
 impl Medications {
+    /// The Medication of one name, looked up without an index (a caller's few lookups while
+    /// the input is still being read).
+    fn get(&self, name: &str) -> Option<&Concept> {
+        self.named.get(name).or_else(|| {
+            self.resources
+                .iter()
+                .find(|(names, _)| names.iter().any(|n| n == name))
+                .map(|(_, c)| c)
+        })
+    }
+
     /// A name → concept index, built once for a record's many lookups.
     fn index(&self) -> HashMap<&str, &Concept> {
         let mut by: HashMap<&str, &Concept> = HashMap::new();
@@ -466,13 +477,15 @@ impl Medications {
     }
 }
 
-/// The Medication a reference names: by any of its names, else, for a version-specific
-/// reference (`Medication/1/_history/2`), by the resource it is a version of. A Medication
-/// without a code names no drug.
-fn find_medication<'a>(by: &HashMap<&str, &'a Concept>, reference: &str) -> Option<&'a Concept> {
-    by.get(reference)
-        .or_else(|| by.get(unversioned(reference)?))
-        .copied()
+/// The Medication a reference names, `get` giving the Medication of one name: by the name
+/// itself, else, for a version-specific reference (`Medication/1/_history/2`), by the
+/// resource it is a version of. A Medication without a code names no drug.
+fn find_medication<'a>(
+    get: impl Fn(&str) -> Option<&'a Concept>,
+    reference: &str,
+) -> Option<&'a Concept> {
+    get(reference)
+        .or_else(|| get(unversioned(reference)?))
         .filter(|c| !is_empty(c))
 }
 
@@ -1338,7 +1351,7 @@ impl RecordBuilder {
                 continue;
             }
             if let Some(r) = med_ref {
-                match find_medication(&by_name, &r) {
+                match find_medication(|n| by_name.get(n).copied(), &r) {
                     Some(c) => m.medication = c.clone(),
                     None if m.medication.codings.is_empty() && m.medication.text.is_none() => {
                         unresolved.push(InputIssue {
@@ -1832,7 +1845,7 @@ impl RecordBuilder {
             if let Some(r) = reference.as_deref()
                 && !r.contains('#')
                 && seen.insert(r)
-                && find_medication(&by_name, r).is_none()
+                && find_medication(|n| by_name.get(n).copied(), r).is_none()
                 && wanted(r)
             {
                 out.push(r);
@@ -1844,18 +1857,7 @@ impl RecordBuilder {
     /// The code of a Medication resource read so far, by a reference to it
     /// (`Medication/id` or its full URL).
     pub fn medication(&self, reference: &str) -> Option<&Concept> {
-        let m = &self.medication_resources;
-        let by = |r: &str| {
-            m.named.get(r).or_else(|| {
-                m.resources
-                    .iter()
-                    .find(|(names, _)| names.iter().any(|n| n == r))
-                    .map(|(_, c)| c)
-            })
-        };
-        by(reference)
-            .or_else(|| by(unversioned(reference)?))
-            .filter(|c| !is_empty(c))
+        find_medication(|n| self.medication_resources.get(n), reference)
     }
 
     /// Records the drug a Medication reference names when the Medication was found outside

@@ -188,11 +188,6 @@ static SPECIAL: [bool; 256] = {
     t
 };
 
-/// A table cell's text (see `push_inline`: a `|` would end the cell, a line break the row).
-fn push_cell(d: &mut String, s: &str) {
-    push_inline(d, s);
-}
-
 /// The card's markdown, written into one buffer (a card is answered per request; the
 /// pieces are not formatted into strings of their own first).
 fn detail(report: &Report, a: &Assessment) -> String {
@@ -227,9 +222,9 @@ fn detail(report: &Report, a: &Assessment) -> String {
         let mut line = String::new();
         for f in shown {
             d.push_str("| ");
-            push_cell(&mut d, &f.summary);
+            push_inline(&mut d, &f.summary);
             d.push_str(" | ");
-            push_cell(&mut d, &f.action);
+            push_inline(&mut d, &f.action);
             d.push_str(" | ");
             for (i, e) in f.evidence.iter().enumerate() {
                 if i > 0 {
@@ -237,7 +232,7 @@ fn detail(report: &Report, a: &Assessment) -> String {
                 }
                 line.clear();
                 e.push_line(&mut line);
-                push_cell(&mut d, &line);
+                push_inline(&mut d, &line);
             }
             d.push_str(" | ");
             for (i, c) in f.citations.iter().enumerate() {
@@ -247,12 +242,12 @@ fn detail(report: &Report, a: &Assessment) -> String {
                 match &c.url {
                     Some(u) => {
                         d.push('[');
-                        push_cell(&mut d, &c.short);
+                        push_inline(&mut d, &c.short);
                         d.push_str("](");
-                        push_cell(&mut d, u);
+                        push_inline(&mut d, u);
                         d.push(')');
                     }
-                    None => push_cell(&mut d, &c.short),
+                    None => push_inline(&mut d, &c.short),
                 }
                 if !c.verified {
                     d.push_str(" *(unverified)*");
@@ -465,13 +460,13 @@ pub fn card(
 
 #[cfg(test)]
 mod tests {
-    use super::push_cell;
+    use super::push_inline;
 
     #[test]
     fn a_cell_shows_its_text_and_nothing_in_it_becomes_markup() {
         let cell = |s: &str| {
             let mut d = String::new();
-            push_cell(&mut d, s);
+            push_inline(&mut d, s);
             d
         };
         assert_eq!(

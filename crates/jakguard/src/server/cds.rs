@@ -33,6 +33,13 @@ impl HookRequest {
             .and_then(Value::as_str)
             .unwrap_or("")
     }
+
+    /// The bearer token for the EHR's FHIR server, when the EHR gave one.
+    pub fn token(&self) -> Option<&str> {
+        self.fhir_authorization
+            .as_ref()
+            .map(|a| a.access_token.as_str())
+    }
 }
 
 #[derive(Debug, Deserialize)]

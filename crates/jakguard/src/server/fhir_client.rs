@@ -127,8 +127,9 @@ async fn get(
             .and_then(|l| l.into_iter().find(|x| x.relation == "next"))
             .map(|x| x.url);
         pages.push(text);
-        // A read (one page) has no next page to follow. For a search, stopping early would
-        // leave the rest of the results out unseen: that is an error, not a shorter list.
+        // A read (one page) has no next page to follow. A search stopped early (too many pages,
+        // or a next page elsewhere) says so in `incomplete`: never a shorter list passed off
+        // as the whole.
         let kind = query.split(['?', '/']).next().unwrap_or("");
         let incomplete = match next {
             Some(_) if max_pages == 1 => None,

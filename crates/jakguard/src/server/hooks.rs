@@ -242,6 +242,20 @@ fn draft_medications(context: &BTreeMap<String, Value>) -> HashMap<String, Conce
     by
 }
 
+/// The drug of a Medication read from the EHR's FHIR server (`path` is a `Medication/id`
+/// accepted by `medication_read`).
+async fn read_medication(
+    state: &AppState,
+    server: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<Concept, String> {
+    let text = fhir_client::read(&state.http, server, path, token).await?;
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    engine::fhir::medication_code(&value)
+        .ok_or_else(|| "the FHIR server gave no Medication with a code".to_string())
+}
+
 /// Distinct references looked up for one request at most (a real order set names a few).
 const MEDICATION_LOOKUPS: usize = 50;
 
@@ -258,10 +272,7 @@ async fn resolve_drafts(
     if drafts.unknown.is_empty() {
         return;
     }
-    let token = req
-        .fhir_authorization
-        .as_ref()
-        .map(|a| a.access_token.as_str());
+    let token = req.token();
     let server = req.fhir_server.as_deref();
     let in_drafts = draft_medications(&req.context);
     // Each reference's outcome, under every name it was looked up by.
@@ -300,16 +311,7 @@ async fn resolve_drafts(
                             }
                             (Some(server), Some(path)) => {
                                 drafts.reads += 1;
-                                fhir_client::read(&state.http, server, path, token)
-                                    .await
-                                    .and_then(|text| {
-                                        let value: Value =
-                                            serde_json::from_str(&text).unwrap_or(Value::Null);
-                                        engine::fhir::medication_code(&value).ok_or_else(|| {
-                                            "the FHIR server gave no Medication with a code"
-                                                .to_string()
-                                        })
-                                    })
+                                read_medication(state, server, path, token).await
                             }
                         }
                     }
@@ -741,10 +743,7 @@ async fn build_record(
                 keys.join(", ")
             )));
         };
-        let token = req
-            .fhir_authorization
-            .as_ref()
-            .map(|a| a.access_token.as_str());
+        let token = req.token();
         let user = req.context.get("userId").and_then(Value::as_str);
         for (key, template) in missing {
             let query = fhir_client::fill(template, patient_id, user);
@@ -763,16 +762,12 @@ async fn build_record(
             }
         }
     }
-    // Orders on file naming a Medication the input lacks (an EHR that ignored the prefetch's
-    // `_include`): read from the FHIR server, or a patient already taking a JAK inhibitor by
-    // reference would not be known to be. A failed read leaves the record's own input issue
-    // ("the medication is unknown").
+    // Orders on file naming a Medication the prefetch lacks: read from the FHIR server, or a
+    // patient already taking a JAK inhibitor by reference would not be known to be. A failed
+    // read leaves the record's own input issue ("the medication is unknown").
     let mut read_any = false;
     if let Some(server) = &req.fhir_server {
-        let token = req
-            .fhir_authorization
-            .as_ref()
-            .map(|a| a.access_token.as_str());
+        let token = req.token();
         let readable = |r: &str| {
             lookup_names(r, Some(server))
                 .iter()
@@ -784,11 +779,7 @@ async fn build_record(
             .filter_map(|r| Some((r.to_string(), readable(r)?)))
             .collect();
         for (reference, path) in references {
-            if let Ok(text) = fhir_client::read(&state.http, server, &path, token).await
-                && let Some(concept) = engine::fhir::medication_code(
-                    &serde_json::from_str(&text).unwrap_or(Value::Null),
-                )
-            {
+            if let Ok(concept) = read_medication(state, server, &path, token).await {
                 b.name_medication(&reference, concept);
                 read_any = true;
             }
