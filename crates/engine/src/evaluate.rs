@@ -51,7 +51,7 @@ pub fn assess(kb: &Knowledge, record: &Record, opts: &Options) -> Report {
             jurisdiction: kb.jurisdiction.clone(),
         },
         patient: PatientSummary {
-            id: record.patient.id.clone(),
+            id: record.patient.id.as_deref().map(str::to_string),
             age: facts.age,
             sex: record.patient.gender.map(|g| match g {
                 Gender::Female => "female",

@@ -18,7 +18,7 @@ use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 #[derive(Debug, Clone)]
 pub struct LabResult {
     pub date: NaiveDate,
-    pub reference: String,
+    pub reference: CompactString,
     pub value: LabValue,
     /// As the record gave it (`1.2 10*9/L`), for the evidence.
     pub original: Original,
@@ -31,7 +31,7 @@ pub struct LabResult {
 #[derive(Debug, Clone)]
 pub enum Original {
     /// A value and its unit as written (`1.2 10*9/L`).
-    Quantity(Decimal, String),
+    Quantity(Decimal, CompactString),
     /// A bare number (a questionnaire answer).
     Number(Decimal),
     /// A coded or text answer, as labelled.
@@ -146,7 +146,7 @@ impl<'a> Facts<'a> {
                 let med = &record.medications[m.index];
                 facts.issues.push(FactIssue {
                     kind: "text-match",
-                    reference: med.reference.clone(),
+                    reference: med.reference.to_string(),
                     message: format!(
                         "`{}` was recognised by its name only (no known RxNorm code): lower confidence",
                         med.medication.label()
@@ -169,8 +169,10 @@ impl<'a> Facts<'a> {
 
     fn read_observations(&mut self) {
         let kb = self.kb;
+        // Scratch lists reused for every observation (most are classified and skipped).
+        let (mut sets, mut labs) = (vec![], vec![]);
         for obs in &self.record.observations {
-            let labs = labs_of(kb, &obs.code);
+            labs_into(kb, &obs.code, &mut sets, &mut labs);
             if labs.is_empty() {
                 continue;
             }
@@ -199,7 +201,7 @@ impl<'a> Facts<'a> {
                 );
                 continue;
             }
-            for lab in labs {
+            for &lab in &labs {
                 if let Some(r) = self.lab_result(lab, obs, date) {
                     self.labs[lab].push(r);
                 }
@@ -271,7 +273,7 @@ impl<'a> Facts<'a> {
             (LabKind::Coded, Some(v)) => {
                 let (mut answers, label) = match v {
                     Value::Concept(c) => (self.classify(c), c.label()),
-                    Value::Text(t) => (self.answers_by_text(t), t.clone()),
+                    Value::Text(t) => (self.answers_by_text(t), t.to_string()),
                     Value::Boolean(b) => (vec![], b.to_string()),
                     Value::Quantity {
                         value,
@@ -358,12 +360,12 @@ impl<'a> Facts<'a> {
                     .record
                     .answers
                     .iter()
-                    .filter(|a| link_ids.contains(&a.link_id))
+                    .filter(|a| link_ids.iter().any(|l| *l == a.link_id))
                 {
                     let Some(date) = a.date.filter(|d| *d <= self.as_of) else {
                         continue;
                     };
-                    let reference = format!("{}#{}", a.reference, a.link_id);
+                    let reference = compact_str::format_compact!("{}#{}", a.reference, a.link_id);
                     // Several scores may map the same answer (ASDAS-CRP and -ESR share inputs).
                     if self.labs[*lab].iter().any(|r| r.reference == reference) {
                         continue;
@@ -435,7 +437,7 @@ impl<'a> Facts<'a> {
             };
             self.labs[lab].push(LabResult {
                 date: scr.0,
-                reference: format!("computed by {name} from {inputs}"),
+                reference: compact_str::format_compact!("computed by {name} from {inputs}"),
                 value: LabValue::Quantity(value),
                 original: Original::Computed(value),
                 computed: true,
@@ -457,7 +459,7 @@ impl<'a> Facts<'a> {
     }
 }
 
-fn latest_quantity(results: &[LabResult]) -> Option<(NaiveDate, Decimal, String)> {
+fn latest_quantity(results: &[LabResult]) -> Option<(NaiveDate, Decimal, CompactString)> {
     results
         .iter()
         .filter(|r| !r.computed)
@@ -510,19 +512,26 @@ pub fn ckd_epi_2021(age: i32, scr_mg_dl: Decimal, female: bool) -> Option<Decima
 /// The labs whose value sets hold one of `code`'s codings, sorted. An observation with none
 /// is never read by the assessment (it adds no fact and no data-quality issue).
 pub fn labs_of(kb: &Knowledge, code: &Concept) -> Vec<LabId> {
-    let mut sets = vec![];
-    for c in &code.codings {
-        kb.codes.classify(&c.system, &c.code, &mut sets);
-    }
-    let mut labs: Vec<LabId> = sets
-        .iter()
-        .filter_map(|v| kb.labs_by_valueset.get(v))
-        .flatten()
-        .copied()
-        .collect();
-    labs.sort();
-    labs.dedup();
+    let mut labs = vec![];
+    labs_into(kb, code, &mut vec![], &mut labs);
     labs
+}
+
+/// `labs_of` into `labs`, with `sets` as scratch space (both are cleared first).
+fn labs_into(kb: &Knowledge, code: &Concept, sets: &mut Vec<ValueSetId>, labs: &mut Vec<LabId>) {
+    sets.clear();
+    labs.clear();
+    for c in &code.codings {
+        kb.codes.classify(&c.system, &c.code, sets);
+    }
+    labs.extend(
+        sets.iter()
+            .filter_map(|v| kb.labs_by_valueset.get(v))
+            .flatten()
+            .copied(),
+    );
+    labs.sort_unstable();
+    labs.dedup();
 }
 
 fn classify_all<'c>(

@@ -41,20 +41,20 @@ impl InputError {
 
 #[derive(Deserialize, Default)]
 struct WCoding {
-    system: Option<String>,
-    code: Option<String>,
-    display: Option<String>,
+    system: Option<CompactString>,
+    code: Option<CompactString>,
+    display: Option<CompactString>,
 }
 
 #[derive(Deserialize, Default)]
 struct WConcept {
     coding: Option<Vec<WCoding>>,
-    text: Option<String>,
+    text: Option<CompactString>,
 }
 
 #[derive(Deserialize)]
 struct WReference {
-    reference: Option<String>,
+    reference: Option<CompactString>,
 }
 
 /// `medicationReference`: its `display` names the drug when the Medication is not at hand.
@@ -113,11 +113,11 @@ struct WPeriod<'a> {
 #[derive(Deserialize)]
 struct WQuantity<'a> {
     value: Option<f64>,
-    comparator: Option<String>,
-    unit: Option<String>,
+    comparator: Option<CompactString>,
+    unit: Option<CompactString>,
     #[serde(borrow)]
     system: Text<'a>,
-    code: Option<String>,
+    code: Option<CompactString>,
 }
 
 #[derive(Deserialize)]
@@ -125,7 +125,7 @@ struct WQuantity<'a> {
 struct WObservation<'a> {
     #[serde(borrow)]
     id: Text<'a>,
-    status: Option<String>,
+    status: Option<CompactString>,
     code: Option<WConcept>,
     subject: Option<WReference>,
     #[serde(borrow)]
@@ -139,7 +139,7 @@ struct WObservation<'a> {
     #[serde(borrow)]
     value_quantity: Option<WQuantity<'a>>,
     value_codeable_concept: Option<WConcept>,
-    value_string: Option<String>,
+    value_string: Option<CompactString>,
     value_boolean: Option<bool>,
     value_integer: Option<i64>,
     interpretation: Option<Vec<WConcept>>,
@@ -152,7 +152,7 @@ struct WObservation<'a> {
 struct WValue<'a> {
     value_quantity: Option<WQuantity<'a>>,
     value_codeable_concept: Option<WConcept>,
-    value_string: Option<String>,
+    value_string: Option<CompactString>,
     value_boolean: Option<bool>,
     value_integer: Option<i64>,
 }
@@ -176,7 +176,7 @@ struct WComponent<'a> {
     #[serde(borrow)]
     value_quantity: Option<WQuantity<'a>>,
     value_codeable_concept: Option<WConcept>,
-    value_string: Option<String>,
+    value_string: Option<CompactString>,
     value_boolean: Option<bool>,
     value_integer: Option<i64>,
     interpretation: Option<Vec<WConcept>>,
@@ -208,8 +208,8 @@ struct WCondition<'a> {
 struct WMedicationUse<'a> {
     #[serde(borrow)]
     id: Text<'a>,
-    status: Option<String>,
-    intent: Option<String>,
+    status: Option<CompactString>,
+    intent: Option<CompactString>,
     medication_codeable_concept: Option<WConcept>,
     medication_reference: Option<WMedicationReference>,
     subject: Option<WReference>,
@@ -232,12 +232,12 @@ struct WMedicationUse<'a> {
 
 #[derive(Deserialize)]
 struct WDosage {
-    text: Option<String>,
+    text: Option<CompactString>,
 }
 
 #[derive(Deserialize)]
 struct WMedication {
-    id: Option<String>,
+    id: Option<CompactString>,
     code: Option<WConcept>,
 }
 
@@ -246,7 +246,7 @@ struct WMedication {
 struct WImmunization<'a> {
     #[serde(borrow)]
     id: Text<'a>,
-    status: Option<String>,
+    status: Option<CompactString>,
     vaccine_code: Option<WConcept>,
     patient: Option<WReference>,
     #[serde(borrow)]
@@ -267,27 +267,27 @@ struct WAllergy<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WPatient {
-    id: Option<String>,
-    birth_date: Option<String>,
-    gender: Option<String>,
+    id: Option<CompactString>,
+    birth_date: Option<CompactString>,
+    gender: Option<CompactString>,
     deceased_boolean: Option<bool>,
-    deceased_date_time: Option<String>,
+    deceased_date_time: Option<CompactString>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WQuestionnaireResponse {
-    id: Option<String>,
-    status: Option<String>,
+    id: Option<CompactString>,
+    status: Option<CompactString>,
     subject: Option<WReference>,
-    authored: Option<String>,
+    authored: Option<CompactString>,
     item: Option<Vec<WItem>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WItem {
-    link_id: Option<String>,
+    link_id: Option<CompactString>,
     answer: Option<Vec<WAnswer>>,
     item: Option<Vec<WItem>>,
 }
@@ -376,7 +376,7 @@ fn named(
             };
         }
     }
-    concept.text = display;
+    concept.text = display.map(CompactString::from);
     Named {
         concept,
         elsewhere: reference,
@@ -517,7 +517,7 @@ fn concept(w: Option<WConcept>) -> Concept {
 }
 
 /// The single code of a status CodeableConcept (`clinicalStatus`), if any.
-fn status_code(w: Option<WConcept>) -> Option<String> {
+fn status_code(w: Option<WConcept>) -> Option<CompactString> {
     w?.coding?.into_iter().find_map(|c| c.code)
 }
 
@@ -776,17 +776,17 @@ fn parse_as<T: DeserializeOwned>(raw: &str, location: &str) -> Result<T, InputIs
     }
 }
 
-fn reference_name(ty: &str, id: Option<&str>, location: &dyn Display) -> String {
+fn reference_name(ty: &str, id: Option<&str>, location: &dyn Display) -> CompactString {
     match id {
         // Built by hand: `format!` costs several times as much, once per resource.
         Some(id) => {
-            let mut r = String::with_capacity(ty.len() + 1 + id.len());
+            let mut r = CompactString::with_capacity(ty.len() + 1 + id.len());
             r.push_str(ty);
             r.push('/');
             r.push_str(id);
             r
         }
-        None => location.to_string(),
+        None => compact_str::format_compact!("{location}"),
     }
 }
 
@@ -795,7 +795,7 @@ fn reference_name(ty: &str, id: Option<&str>, location: &dyn Display) -> String 
 // ---------------------------------------------------------------------------------------
 
 /// Who a resource is about, as written in `subject` / `patient`.
-type Subject = Option<String>;
+type Subject = Option<CompactString>;
 
 /// Resources of one kind and, beside them, who each is about. Kept apart so that the usual
 /// case — everything is about the one patient — needs no copying when the record is built.
@@ -1080,7 +1080,7 @@ impl RecordBuilder {
         let value = value_of(take_value!(w), &reference, &mut self.issues);
         let interp = interpretation(w.interpretation);
         for (i, c) in w.component.unwrap_or_default().into_iter().enumerate() {
-            let cref = format!("{reference}#component[{i}]");
+            let cref = compact_str::format_compact!("{reference}#component[{i}]");
             let cvalue = value_of(take_value!(c), &cref, &mut self.issues);
             self.observations.push(
                 subject.clone(),
@@ -1355,7 +1355,7 @@ impl RecordBuilder {
                     Some(c) => m.medication = c.clone(),
                     None if m.medication.codings.is_empty() && m.medication.text.is_none() => {
                         unresolved.push(InputIssue {
-                            location: m.reference.clone(),
+                            location: m.reference.to_string(),
                             message: format!(
                                 "medicationReference `{r}` is not in the input; the medication is unknown"
                             ),
@@ -2287,7 +2287,7 @@ mod tests {
         assert_eq!(
             medication_code(&serde_json::json!({"resourceType":"Medication","code":{"text":"x"}}))
                 .and_then(|c| c.text),
-            Some("x".to_string())
+            Some("x".into())
         );
         assert_eq!(
             medication_code(&serde_json::json!({"resourceType":"Patient"})),

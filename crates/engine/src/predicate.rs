@@ -337,7 +337,7 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                     .clone()
                     .unwrap_or_else(|| "no status".into());
                 ev.push(Evidence {
-                    resource: Some(c.reference.clone()),
+                    resource: Some(c.reference.to_string()),
                     text: format!("{} ({state})", c.code.label()),
                     value: None,
                     unit: None,
@@ -368,9 +368,9 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                 }
                 let state = med.status.clone().unwrap_or_else(|| "no status".into());
                 ev.push(Evidence {
-                    resource: Some(med.reference.clone()),
+                    resource: Some(med.reference.to_string()),
                     text: format!("{} ({state})", med.medication.label()),
-                    value: med.dosage.clone(),
+                    value: med.dosage.as_deref().map(str::to_string),
                     unit: None,
                     date: med.start,
                     matched_by: Some(m.by),
@@ -410,7 +410,7 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                     }
                 }
                 ev.push(Evidence {
-                    resource: Some(imm.reference.clone()),
+                    resource: Some(imm.reference.to_string()),
                     text: imm.vaccine.label(),
                     value: None,
                     unit: None,
@@ -446,7 +446,7 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                     continue;
                 }
                 ev.push(Evidence {
-                    resource: Some(a.reference.clone()),
+                    resource: Some(a.reference.to_string()),
                     text: format!("allergy or intolerance: {}", a.code.label()),
                     value: None,
                     unit: None,
@@ -569,7 +569,7 @@ fn lab_evidence(f: &Facts<'_>, lab: LabId, r: &LabResult) -> Evidence {
         format!("{} (reported as {})", def.name, r.original)
     };
     Evidence {
-        resource: Some(r.reference.clone()),
+        resource: Some(r.reference.to_string()),
         text,
         value,
         unit,

@@ -6,37 +6,38 @@
 //! the report as data-quality findings instead of disappearing.
 
 use chrono::NaiveDate;
+pub use compact_str::CompactString;
 use rust_decimal::Decimal;
 
 /// A coding as FHIR sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Coding {
-    pub system: String,
-    pub code: String,
-    pub display: Option<String>,
+    pub system: CompactString,
+    pub code: CompactString,
+    pub display: Option<CompactString>,
 }
 
 /// A CodeableConcept: codings plus free text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Concept {
     pub codings: Vec<Coding>,
-    pub text: Option<String>,
+    pub text: Option<CompactString>,
 }
 
 impl Concept {
     /// The best human label: the text, else the first display, else the first code.
     pub fn label(&self) -> String {
         if let Some(t) = &self.text {
-            return t.clone();
+            return t.to_string();
         }
         for c in &self.codings {
             if let Some(d) = &c.display {
-                return d.clone();
+                return d.to_string();
             }
         }
         self.codings
             .first()
-            .map(|c| c.code.clone())
+            .map(|c| c.code.to_string())
             .unwrap_or_else(|| "(uncoded)".to_string())
     }
 }
@@ -51,7 +52,7 @@ pub enum Gender {
 
 #[derive(Debug, Clone, Default)]
 pub struct PatientInfo {
-    pub id: Option<String>,
+    pub id: Option<CompactString>,
     pub birth_date: Option<NaiveDate>,
     pub gender: Option<Gender>,
     pub deceased: bool,
@@ -62,22 +63,22 @@ pub struct PatientInfo {
 pub enum Value {
     Quantity {
         value: Decimal,
-        code: Option<String>,
-        unit: Option<String>,
+        code: Option<CompactString>,
+        unit: Option<CompactString>,
         /// The comparator (`<`, `>`…) when the lab reported a bound rather than a value.
-        comparator: Option<String>,
+        comparator: Option<CompactString>,
     },
     Concept(Concept),
-    Text(String),
+    Text(CompactString),
     Boolean(bool),
 }
 
 #[derive(Debug, Clone)]
 pub struct Observation {
     /// `Observation/123`, with `#component[n]` for a component.
-    pub reference: String,
+    pub reference: CompactString,
     pub code: Concept,
-    pub status: Option<String>,
+    pub status: Option<CompactString>,
     pub date: Option<NaiveDate>,
     pub value: Option<Value>,
     pub interpretation: Vec<Coding>,
@@ -95,10 +96,10 @@ impl Observation {
 
 #[derive(Debug, Clone)]
 pub struct Condition {
-    pub reference: String,
+    pub reference: CompactString,
     pub code: Concept,
-    pub clinical_status: Option<String>,
-    pub verification_status: Option<String>,
+    pub clinical_status: Option<CompactString>,
+    pub verification_status: Option<CompactString>,
     pub onset: Option<NaiveDate>,
     pub abatement: Option<NaiveDate>,
     pub recorded: Option<NaiveDate>,
@@ -133,16 +134,16 @@ pub enum MedicationSource {
 
 #[derive(Debug, Clone)]
 pub struct MedicationUse {
-    pub reference: String,
+    pub reference: CompactString,
     pub source: MedicationSource,
     pub medication: Concept,
-    pub status: Option<String>,
-    pub intent: Option<String>,
+    pub status: Option<CompactString>,
+    pub intent: Option<CompactString>,
     /// When it was ordered or started.
     pub start: Option<NaiveDate>,
     pub end: Option<NaiveDate>,
     /// Free-text dosage instructions, for evidence only.
-    pub dosage: Option<String>,
+    pub dosage: Option<CompactString>,
 }
 
 impl MedicationUse {
@@ -171,25 +172,25 @@ impl MedicationUse {
 
 #[derive(Debug, Clone)]
 pub struct Immunization {
-    pub reference: String,
+    pub reference: CompactString,
     pub vaccine: Concept,
-    pub status: Option<String>,
+    pub status: Option<CompactString>,
     pub date: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Allergy {
-    pub reference: String,
+    pub reference: CompactString,
     pub code: Concept,
-    pub clinical_status: Option<String>,
-    pub verification_status: Option<String>,
+    pub clinical_status: Option<CompactString>,
+    pub verification_status: Option<CompactString>,
 }
 
 /// One answer of a QuestionnaireResponse item, by linkId.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    pub reference: String,
-    pub link_id: String,
+    pub reference: CompactString,
+    pub link_id: CompactString,
     pub value: Decimal,
     pub date: Option<NaiveDate>,
 }

@@ -32,7 +32,7 @@ fn one(kb: &Knowledge, facts: &Facts<'_>, s: &ScoreDef) -> Option<ScoreResult> {
         inputs.push(ScoreInput {
             name: name.clone(),
             value: v,
-            source: r.reference.clone(),
+            source: r.reference.to_string(),
             date: r.date,
         });
     }

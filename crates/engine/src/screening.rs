@@ -53,7 +53,7 @@ pub fn checklist(
                                 LabValue::Coded { label, .. } => (label.clone(), None),
                             };
                             evidence.push(Evidence {
-                                resource: Some(r.reference.clone()),
+                                resource: Some(r.reference.to_string()),
                                 text: def.name.clone(),
                                 value: Some(value),
                                 unit,
@@ -78,7 +78,7 @@ pub fn checklist(
                     }
                     for i in done {
                         evidence.push(Evidence {
-                            resource: Some(i.reference.clone()),
+                            resource: Some(i.reference.to_string()),
                             text: i.vaccine.label(),
                             value: None,
                             unit: None,

@@ -7,6 +7,7 @@
 //! (`K/uL`, which a UCUM parser reads as kelvin per microlitre) go through an explicit alias
 //! table. A unit that is in neither is reported, never guessed.
 
+use compact_str::CompactString;
 use rust_decimal::Decimal;
 // FxHash: the keys are the knowledge's own unit codes, and a lookup is made for every lab
 // value of every assessment; nothing iterates these maps into output.
@@ -66,13 +67,17 @@ pub fn parse_factor(text: &str) -> Option<Decimal> {
 
 impl QuantityDef {
     /// The factor for a UCUM code or an alias of one, if this quantity knows it.
-    fn factor(&self, unit: &str, aliases: &HashMap<String, String>) -> Option<(Decimal, String)> {
+    fn factor(
+        &self,
+        unit: &str,
+        aliases: &HashMap<String, String>,
+    ) -> Option<(Decimal, CompactString)> {
         let unit = unit.trim();
         if let Some(f) = self.factors.get(unit) {
-            return Some((*f, unit.to_string()));
+            return Some((*f, unit.into()));
         }
         let ucum = aliases.get(&unit.to_lowercase())?;
-        self.factors.get(ucum).map(|f| (*f, ucum.clone()))
+        self.factors.get(ucum).map(|f| (*f, ucum.into()))
     }
 }
 
@@ -90,7 +95,7 @@ impl UnitTable {
         value: Decimal,
         code: Option<&str>,
         text: Option<&str>,
-    ) -> Result<(Decimal, String), UnitProblem> {
+    ) -> Result<(Decimal, CompactString), UnitProblem> {
         let q = self.quantity(idx);
         let candidates = [code, text];
         let mut seen: Option<&str> = None;
@@ -107,7 +112,7 @@ impl UnitTable {
             Some(u) => Err(UnitProblem::Unknown(u.to_string())),
             // A quantity whose canonical unit is the UCUM unity `1` (scores, INR) may be sent
             // without a unit; every other quantity needs one.
-            None if q.factors.contains_key("1") => Ok((value, "1".to_string())),
+            None if q.factors.contains_key("1") => Ok((value, "1".into())),
             None => Err(UnitProblem::Missing),
         }
     }

@@ -1060,7 +1060,7 @@ async fn cds_cards_link_to_the_assessment_view() {
     }
     let mut record = b.finish().unwrap();
     for m in &mut record.medications {
-        if drafts.contains(&m.reference) {
+        if drafts.iter().any(|d| *d == m.reference) {
             m.status = Some("draft".into());
         }
     }

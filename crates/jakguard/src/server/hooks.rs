@@ -850,12 +850,12 @@ fn finish_record(
         .finish()
         .map_err(|e| AppError::BadRequest(vec![e.to_string()]))?;
     for m in &mut record.medications {
-        if drafts.contains(&m.reference) {
+        if drafts.contains(m.reference.as_str()) {
             m.status = Some("draft".into());
         }
     }
     if record.patient.id.is_none() {
-        record.patient.id = Some(req.patient_id().to_string());
+        record.patient.id = Some(req.patient_id().into());
     }
     Ok(record)
 }
