@@ -49,18 +49,85 @@ pub async fn fetch(
     query: &str,
     token: Option<&str>,
 ) -> Result<Pages, String> {
-    get(client, base, query, token, MAX_PAGES).await
+    let kind = kind_of(query);
+    let mut url = join(base, query);
+    let mut pages = vec![];
+    loop {
+        let text = get(client, &url, token, kind).await?;
+        let next = serde_json::from_str::<Links>(&text)
+            .ok()
+            .and_then(|l| l.link)
+            .and_then(|l| l.into_iter().find(|x| x.relation == "next"))
+            .map(|x| x.url);
+        pages.push(text);
+        // A search stopped early (too many pages, or a next page elsewhere) says so in
+        // `incomplete`: never a shorter list passed off as the whole.
+        let incomplete = match next {
+            Some(_) if pages.len() >= MAX_PAGES => Some(format!(
+                "the FHIR server's answer to the {kind} search has more than {MAX_PAGES} pages; only the first {MAX_PAGES} were read"
+            )),
+            Some(n) if !under(&n, base) => Some(format!(
+                "the FHIR server's next page of the {kind} search is not on that server; only {} page(s) were read",
+                pages.len()
+            )),
+            Some(n) => {
+                url = n;
+                continue;
+            }
+            None => None,
+        };
+        return Ok(Pages { pages, incomplete });
+    }
 }
 
-/// GETs one resource, `base/path`, with no paging; returns its JSON text.
+/// GETs one resource, `base/path`; returns its JSON text.
 pub async fn read(
     client: &reqwest::Client,
     base: &str,
     path: &str,
     token: Option<&str>,
 ) -> Result<String, String> {
-    let mut got = get(client, base, path, token, 1).await?;
-    Ok(got.pages.pop().unwrap_or_default())
+    get(client, &join(base, path), token, kind_of(path)).await
+}
+
+/// `base/query`, with exactly one `/` between them.
+fn join(base: &str, query: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        query.trim_start_matches('/')
+    )
+}
+
+/// The resource type a query or path starts with, for messages.
+fn kind_of(query: &str) -> &str {
+    query.split(['?', '/']).next().unwrap_or("")
+}
+
+/// One GET of `url` with the EHR's token; the answer's text, or why there is none.
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    kind: &str,
+) -> Result<String, String> {
+    let mut req = client.get(url).header("accept", "application/fhir+json");
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the FHIR server: {}", e.without_url()))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!(
+            "the FHIR server answered {status} for a {kind} query"
+        ));
+    }
+    resp.text()
+        .await
+        .map_err(|e| format!("cannot read the FHIR server's answer: {}", e.without_url()))
 }
 
 /// Whether `url` is on the FHIR server at `base`: the same scheme, host and port, no user
@@ -86,72 +153,6 @@ fn under(url: &str, base: &str) -> bool {
                 .path()
                 .strip_prefix(root)
                 .is_some_and(|rest| rest.starts_with('/')))
-}
-
-async fn get(
-    client: &reqwest::Client,
-    base: &str,
-    query: &str,
-    token: Option<&str>,
-    max_pages: usize,
-) -> Result<Pages, String> {
-    let mut url = format!(
-        "{}/{}",
-        base.trim_end_matches('/'),
-        query.trim_start_matches('/')
-    );
-    let mut pages = vec![];
-    for _ in 0..max_pages {
-        let mut req = client.get(&url).header("accept", "application/fhir+json");
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the FHIR server: {}", e.without_url()))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(format!(
-                "the FHIR server answered {status} for a {} query",
-                query.split(['?', '/']).next().unwrap_or("")
-            ));
-        }
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| format!("cannot read the FHIR server's answer: {}", e.without_url()))?;
-        let next = serde_json::from_str::<Links>(&text)
-            .ok()
-            .and_then(|l| l.link)
-            .and_then(|l| l.into_iter().find(|x| x.relation == "next"))
-            .map(|x| x.url);
-        pages.push(text);
-        // A read (one page) has no next page to follow. A search stopped early (too many pages,
-        // or a next page elsewhere) says so in `incomplete`: never a shorter list passed off
-        // as the whole.
-        let kind = query.split(['?', '/']).next().unwrap_or("");
-        let incomplete = match next {
-            Some(_) if max_pages == 1 => None,
-            Some(_) if pages.len() == max_pages => Some(format!(
-                "the FHIR server's answer to the {kind} search has more than {max_pages} pages; only the first {max_pages} were read"
-            )),
-            Some(n) if !under(&n, base) => Some(format!(
-                "the FHIR server's next page of the {kind} search is not on that server; only {} page(s) were read",
-                pages.len()
-            )),
-            Some(n) => {
-                url = n;
-                continue;
-            }
-            None => None,
-        };
-        return Ok(Pages { pages, incomplete });
-    }
-    Ok(Pages {
-        pages,
-        incomplete: None,
-    })
 }
 
 #[cfg(test)]
