@@ -200,45 +200,71 @@ pub fn read_request_one_pass(
     // simd-json finds the structure of the whole body with SIMD instructions first (and
     // checks its UTF-8 and its syntax, trailing bytes included, before anything is read), then
     // serde walks the resulting tape; strings are unescaped in place, so it needs its own
-    // copy of the bytes (the caller keeps the original for the card link).
-    let read = |copy: &mut Vec<u8>, buffers: &mut simd_json::Buffers| {
+    // copy of the bytes (the caller keeps the original for the card link). The copy carries
+    // the padding simd-json reads past the end, so simd-json makes no second copy of its own.
+    let read = |scratch: &mut Scratch| {
+        let Scratch {
+            copy,
+            buffers,
+            tape,
+        } = scratch;
         copy.clear();
         copy.extend_from_slice(body);
-        let mut de = simd_json::Deserializer::from_slice_with_buffers(copy, buffers).ok()?;
-        RequestSeed { wanted: &wanted }.deserialize(&mut de).ok()
+        copy.resize(body.len() + simd_json::INPUT_PADDING, b' ');
+        // The tape kept from the last request: emptied, its room reused.
+        let mut fresh = std::mem::replace(tape, simd_json::Tape(Vec::new())).reset();
+        let filled = simd_json::fill_tape_padded(copy, body.len(), buffers, &mut fresh);
+        let mut de = simd_json::Deserializer::from_tape(fresh);
+        let result = match filled {
+            Ok(()) => RequestSeed { wanted: &wanted }.deserialize(&mut de).ok(),
+            Err(_) => None,
+        };
+        *tape = de.into_tape().reset();
+        result
     };
-    // The copy and simd-json's buffers are kept by each thread between requests: memory
-    // reused stays in the cache, where fresh memory for every request (a few times the body)
-    // made allocation the costliest step of the reading. Unusually large ones are let go.
+    // The copy, simd-json's buffers and its tape (a node per value: ~100 KB for a 20 KB
+    // body) are kept by each thread between requests: memory reused stays in the cache, where
+    // fresh memory for every request made allocation the costliest step of the reading.
+    // Unusually large ones are let go.
     let kept = SCRATCH.try_with(|scratch| {
         let mut scratch = scratch.try_borrow_mut().ok()?;
-        let (copy, buffers) = &mut *scratch;
-        let result = read(copy, buffers);
-        if copy.capacity() > SCRATCH_KEPT {
-            *scratch = fresh_scratch();
+        let result = read(&mut scratch);
+        if scratch.copy.capacity() > SCRATCH_KEPT {
+            *scratch = Scratch::fresh();
         }
         Some(result)
     });
     match kept {
         Ok(Some(result)) => result,
         // Only when the thread is exiting or the reader is re-entered: fresh buffers.
-        _ => {
-            let (mut copy, mut buffers) = fresh_scratch();
-            read(&mut copy, &mut buffers)
-        }
+        _ => read(&mut Scratch::fresh()),
     }
 }
 
 /// Bodies up to this size keep their thread's reading buffers for the next request.
 const SCRATCH_KEPT: usize = 1 << 20;
 
-fn fresh_scratch() -> (Vec<u8>, simd_json::Buffers) {
-    (Vec::new(), simd_json::Buffers::with_max_depth(0, MAX_DEPTH))
+/// What the one-pass reader keeps between requests on a thread.
+struct Scratch {
+    /// The body, copied with simd-json's padding after it.
+    copy: Vec<u8>,
+    buffers: simd_json::Buffers,
+    /// Always empty between requests (`Tape::reset`), so it borrows nothing.
+    tape: simd_json::Tape<'static>,
+}
+
+impl Scratch {
+    fn fresh() -> Scratch {
+        Scratch {
+            copy: Vec::new(),
+            buffers: simd_json::Buffers::with_max_depth(0, MAX_DEPTH),
+            tape: simd_json::Tape(Vec::new()),
+        }
+    }
 }
 
 thread_local! {
-    static SCRATCH: std::cell::RefCell<(Vec<u8>, simd_json::Buffers)> =
-        std::cell::RefCell::new(fresh_scratch());
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::fresh());
 }
 
 /// The deepest nesting the one-pass reader accepts: serde_json's own limit, so both readings
