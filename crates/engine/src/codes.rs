@@ -112,7 +112,7 @@ impl CodeIndex {
 
     /// ICD-10-CM codes arrive both as `M45.A8` and `M45A8`; compare without dots, upper-case.
     fn normalise<'c>(&self, system: SystemId, code: &'c str) -> std::borrow::Cow<'c, str> {
-        let code = code.trim();
+        let code = crate::trim(code);
         if Some(system) == self.icd10cm {
             code.chars()
                 .filter(|c| *c != '.')

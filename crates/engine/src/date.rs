@@ -18,7 +18,7 @@ pub enum Precision {
 pub fn parse(text: &str) -> Option<(NaiveDate, Precision)> {
     // Read by position (`YYYY`, `YYYY-MM`, `YYYY-MM-DD[T…]`), digits only: every lab result
     // has a date, and splitting the text into parsed pieces cost several times as much.
-    let t = text.trim().as_bytes();
+    let t = crate::trim(text).as_bytes();
     let y = digits(t.get(..4)?)? as i32;
     if !(1000..=9999).contains(&y) {
         return None;

@@ -72,11 +72,20 @@ impl QuantityDef {
         unit: &str,
         aliases: &HashMap<String, String>,
     ) -> Option<(Decimal, CompactString)> {
-        let unit = unit.trim();
+        let unit = crate::trim(unit);
         if let Some(f) = self.factors.get(unit) {
             return Some((*f, unit.into()));
         }
-        let ucum = aliases.get(&unit.to_lowercase())?;
+        // Lower-cased without an allocation for the usual ASCII unit (inline up to 24 bytes);
+        // `to_lowercase` is exact for the rest.
+        let lower: CompactString = if unit.is_ascii() {
+            unit.bytes()
+                .map(|b| char::from(b.to_ascii_lowercase()))
+                .collect()
+        } else {
+            unit.to_lowercase().into()
+        };
+        let ucum = aliases.get(lower.as_str())?;
         self.factors.get(ucum).map(|f| (*f, ucum.into()))
     }
 }
@@ -100,7 +109,7 @@ impl UnitTable {
         let candidates = [code, text];
         let mut seen: Option<&str> = None;
         for unit in candidates.into_iter().flatten() {
-            if unit.trim().is_empty() {
+            if crate::trim(unit).is_empty() {
                 continue;
             }
             seen.get_or_insert(unit);
@@ -148,7 +157,21 @@ pub fn decimal_from_f64(v: f64) -> Option<Decimal> {
         #[allow(clippy::cast_possible_truncation)]
         return Some(Decimal::from(v as i64));
     }
-    Decimal::from_str(&v.to_string())
+    // The same digits as `v.to_string()`, written into a buffer on the stack: a lab value
+    // this long (64 characters) does not occur, and one that is falls back to a `String`.
+    let mut buf = [0u8; 64];
+    let shown = {
+        let mut rest = &mut buf[..];
+        match std::io::Write::write_fmt(&mut rest, format_args!("{v}")) {
+            Ok(()) => Some(64 - rest.len()),
+            Err(_) => None,
+        }
+    };
+    let plain = match shown.and_then(|n| std::str::from_utf8(&buf[..n]).ok()) {
+        Some(text) => Decimal::from_str(text),
+        None => Decimal::from_str(&v.to_string()),
+    };
+    plain
         .or_else(|_| Decimal::from_scientific(&format!("{v:e}")))
         .ok()
 }
@@ -174,6 +197,75 @@ mod tests {
                 "{v}"
             );
         }
+    }
+
+    /// Every value converts to exactly what `v.to_string()` parsed as a decimal gives (or,
+    /// past that, the scientific form): fractions, tiny and huge magnitudes, a value too long
+    /// for the stack buffer, and a spread of pseudo-random doubles.
+    #[test]
+    fn every_value_converts_as_its_shortest_digits() {
+        let reference = |v: f64| {
+            Decimal::from_str(&v.to_string())
+                .or_else(|_| Decimal::from_scientific(&format!("{v:e}")))
+                .ok()
+        };
+        let mut values = vec![
+            6.69,
+            2.03,
+            0.9,
+            -0.25,
+            1.0 / 3.0,
+            0.1 + 0.2,
+            1e-7,
+            1.5e-20,
+            123456.789,
+            9.5e15,
+            1e20,
+            1.7976931348623157e308,
+            5e-324,
+            f64::NAN,
+            f64::INFINITY,
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            // xorshift: any bit pattern, so every exponent and sign.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(f64::from_bits(x));
+            values.push((x % 1_000_000) as f64 / 1000.0);
+        }
+        for v in values {
+            let (got, want) = (decimal_from_f64(v), reference(v));
+            assert_eq!(
+                got.map(|d| (d, d.scale())),
+                want.map(|d| (d, d.scale())),
+                "{v:e}"
+            );
+        }
+    }
+
+    /// An alias is found whatever its case, ASCII or not, as `to_lowercase` would find it.
+    #[test]
+    fn aliases_are_found_in_any_case() {
+        let mut t = table();
+        t.aliases
+            .insert("µl⁻¹ × 10³".to_string(), "10*3/uL".to_string());
+        for unit in ["K/uL", "k/ul", " K/UL ", "Μl⁻¹ × 10³", "µL⁻¹ × 10³"] {
+            let expect = t.aliases.contains_key(&unit.trim().to_lowercase());
+            assert_eq!(
+                t.to_canonical(0, Decimal::ONE, Some(unit), None).is_ok(),
+                expect,
+                "{unit}"
+            );
+        }
+        assert!(t.to_canonical(0, Decimal::ONE, Some("K/UL"), None).is_ok());
+        // Only Unicode lower-casing finds this one (Greek capital mu to small mu).
+        t.aliases.insert("\u{3bc}l".to_string(), "/uL".to_string());
+        assert!(
+            t.to_canonical(0, Decimal::ONE, Some("\u{39c}L"), None)
+                .is_ok()
+        );
     }
 
     fn table() -> UnitTable {
