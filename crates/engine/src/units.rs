@@ -210,6 +210,14 @@ mod tests {
                 .ok()
         };
         let mut values = vec![
+            // `{v}` of these is 62 to 66 characters: both sides of the 64-byte buffer.
+            1e-60,
+            1e-61,
+            1e-62,
+            1e-63,
+            1e-64,
+            -1e-62,
+            -1e-63,
             6.69,
             2.03,
             0.9,
@@ -237,9 +245,10 @@ mod tests {
         }
         for v in values {
             let (got, want) = (decimal_from_f64(v), reference(v));
+            // The whole representation: value, scale and the sign of a zero.
             assert_eq!(
-                got.map(|d| (d, d.scale())),
-                want.map(|d| (d, d.scale())),
+                got.map(|d| d.serialize()),
+                want.map(|d| d.serialize()),
                 "{v:e}"
             );
         }
