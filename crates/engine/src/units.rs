@@ -157,21 +157,9 @@ pub fn decimal_from_f64(v: f64) -> Option<Decimal> {
         #[allow(clippy::cast_possible_truncation)]
         return Some(Decimal::from(v as i64));
     }
-    // The same digits as `v.to_string()`, written into a buffer on the stack: a lab value
-    // this long (64 characters) does not occur, and one that is falls back to a `String`.
-    let mut buf = [0u8; 64];
-    let shown = {
-        let mut rest = &mut buf[..];
-        match std::io::Write::write_fmt(&mut rest, format_args!("{v}")) {
-            Ok(()) => Some(64 - rest.len()),
-            Err(_) => None,
-        }
-    };
-    let plain = match shown.and_then(|n| std::str::from_utf8(&buf[..n]).ok()) {
-        Some(text) => Decimal::from_str(text),
-        None => Decimal::from_str(&v.to_string()),
-    };
-    plain
+    // The same digits as `v.to_string()`, in a string kept inline (no allocation) up to 24
+    // bytes, which every usual lab value fits.
+    Decimal::from_str(&compact_str::format_compact!("{v}"))
         .or_else(|_| Decimal::from_scientific(&format!("{v:e}")))
         .ok()
 }
@@ -200,8 +188,8 @@ mod tests {
     }
 
     /// Every value converts to exactly what `v.to_string()` parsed as a decimal gives (or,
-    /// past that, the scientific form): fractions, tiny and huge magnitudes, a value too long
-    /// for the stack buffer, and a spread of pseudo-random doubles.
+    /// past that, the scientific form): fractions, tiny and huge magnitudes, values too long
+    /// to be kept inline, and a spread of pseudo-random doubles.
     #[test]
     fn every_value_converts_as_its_shortest_digits() {
         let reference = |v: f64| {
@@ -210,7 +198,7 @@ mod tests {
                 .ok()
         };
         let mut values = vec![
-            // `{v}` of these is 62 to 66 characters: both sides of the 64-byte buffer.
+            // `{v}` of these is 62 to 66 characters: far past the inline string.
             1e-60,
             1e-61,
             1e-62,
