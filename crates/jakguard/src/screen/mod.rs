@@ -39,6 +39,7 @@ use reader::Chunk;
 use std::collections::HashMap;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 use tally::{PatientFigures, Tally};
 
@@ -50,6 +51,10 @@ const BAD_LINES_SHOWN: usize = 20;
 /// Patients handed to a worker at a time: enough to make the hand-over cheap, few enough
 /// that a handful of reports is all the memory the writing needs.
 const ASSESS_BATCH: usize = 32;
+
+/// A typical result line's size (about 36 KB with the synthetic exports): a batch's buffer
+/// starts with room for that many.
+const REPORT_BYTES: usize = 40 << 10;
 
 /// What to screen and where to write.
 #[derive(Debug, Clone)]
@@ -400,8 +405,8 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
             results_path.display()
         )
     })??;
-    // Reports are ~30 KB: a default 8 KB buffer would pass each one straight through as its
-    // own write, and its newline as another.
+    // A batch's text (~1 MB) passes straight through; a smaller one (the last, or short
+    // reports) is gathered with the next.
     let mut results = BufWriter::with_capacity(1 << 20, results_file);
     let opts = Options {
         as_of: settings.as_of,
@@ -416,41 +421,74 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     };
     let mut tally = Tally::default();
     let bar = progress_bar(order.len() as u64, "assessing", PATIENTS);
+    // A batch's result lines go into one buffer, written in one piece (~1 MB): no buffer per
+    // report, no copy through the `BufWriter`. Written buffers come back here for the next
+    // batches, so their pages are not handed back and faulted in again each time.
+    let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(vec![]);
     pipeline::ordered(
         rayon::current_num_threads(),
         order.chunks(ASSESS_BATCH),
-        |batch| -> Vec<_> {
+        |batch| -> Assessed<'_> {
+            let text = spare
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(ASSESS_BATCH * REPORT_BYTES));
+            let mut out = Assessed {
+                text,
+                patients: Vec::with_capacity(batch.len()),
+            };
             // Each worker keeps its read buffer from batch to batch rather than growing a
             // new one (and zeroing it) every time.
             thread_local!(static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
             SCRATCH.with_borrow_mut(|scratch| {
-                batch
-                    .iter()
-                    .map(|&(id, p)| match reread.record(p, kept.of(p), scratch) {
-                        Ok(r) => {
-                            let done = assess_one(kb, &opts, id, r.builder);
-                            (id, done, r.bad, r.resources)
+                for &(id, p) in batch {
+                    let done = match reread.record(p, kept.of(p), scratch) {
+                        Ok(r) => Screened {
+                            id,
+                            figures: assess_into(kb, &opts, id, r.builder, &mut out.text),
+                            bad_lines: r.bad,
+                            resources: r.resources,
+                        },
+                        Err(e) => {
+                            out.text.extend_from_slice(&error_line(id, &e));
+                            Screened {
+                                id,
+                                figures: None,
+                                bad_lines: vec![],
+                                resources: 0,
+                            }
                         }
-                        Err(e) => (id, (error_line(id, &e), None), vec![], 0),
-                    })
-                    .collect()
-            })
+                    };
+                    out.text.push(b'\n');
+                    out.patients.push(done);
+                }
+            });
+            out
         },
         |done| -> anyhow::Result<()> {
-            for (id, (json, figures), bad_lines, more) in done {
+            for Screened {
+                id,
+                figures,
+                bad_lines,
+                resources: more,
+            } in done.patients
+            {
                 resources += more;
                 // Bad lines found only now follow the reading pass's, patient by patient.
                 for (fi, line, reason) in bad_lines {
                     bad.add(fi, &export.files[fi].name, line, reason)?;
                 }
-                results.write_all(&json)?;
-                results.write_all(b"\n")?;
                 match figures {
                     Some(f) => tally.add(id, f),
                     None => tally.not_assessed += 1,
                 }
                 bar.inc(1);
             }
+            results.write_all(&done.text)?;
+            let mut text = done.text;
+            text.clear();
+            spare.lock().unwrap_or_else(|e| e.into_inner()).push(text);
             Ok(())
         },
     )?;
@@ -621,25 +659,51 @@ impl std::fmt::Display for LineAt<'_> {
     }
 }
 
-/// One patient's result line and figures (none when the record could not be built).
-fn assess_one(
+/// Appends one patient's result line (without its newline) to `out`; returns the patient's
+/// figures (none when the record could not be built).
+fn assess_into(
     kb: &Knowledge,
     opts: &Options,
     id: &str,
     builder: RecordBuilder,
-) -> (Vec<u8>, Option<PatientFigures>) {
+    out: &mut Vec<u8>,
+) -> Option<PatientFigures> {
     match builder.finish() {
         Ok(record) => {
             let report = engine::assess(kb, &record, opts);
-            // Sized for a typical report (about 30 KB) so the text is not grown step by step.
-            let mut json = Vec::with_capacity(48 << 10);
-            if let Err(e) = serde_json::to_writer(&mut json, &report) {
-                json = error_line(id, &format!("cannot serialise the report: {e}"));
+            let start = out.len();
+            if let Err(e) = serde_json::to_writer(&mut *out, &report) {
+                out.truncate(start);
+                out.extend_from_slice(&error_line(
+                    id,
+                    &format!("cannot serialise the report: {e}"),
+                ));
             }
-            (json, Some(PatientFigures::of(&report)))
+            Some(PatientFigures::of(&report))
         }
-        Err(e) => (error_line(id, &e.to_string()), None),
+        Err(e) => {
+            out.extend_from_slice(&error_line(id, &e.to_string()));
+            None
+        }
     }
+}
+
+/// A batch of patients assessed: their result lines, each ending in a newline, and per
+/// patient what the summaries and the bad-line list need.
+struct Assessed<'a> {
+    text: Vec<u8>,
+    patients: Vec<Screened<'a>>,
+}
+
+/// One patient of a batch, in the batch's order.
+struct Screened<'a> {
+    id: &'a str,
+    /// None when the patient could not be assessed.
+    figures: Option<PatientFigures>,
+    /// Lines found bad only now: (export file index, line, reason).
+    bad_lines: Vec<(usize, u64, String)>,
+    /// Lines read only now that were good resources.
+    resources: u64,
 }
 
 /// The result line of a patient who could not be assessed, and why.
@@ -691,4 +755,66 @@ pub fn parse_only(dir: &Path) -> anyhow::Result<Outcome> {
     bar.finish_and_clear();
     outcome.seconds = started.elapsed().as_secs_f64();
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::kb::Knowledge;
+
+    fn kb() -> Knowledge {
+        match Knowledge::load(&engine::embedded_knowledge()) {
+            Ok(kb) => kb,
+            Err(e) => unreachable!("the embedded knowledge loads: {e}"),
+        }
+    }
+
+    fn opts() -> Options {
+        Options {
+            as_of: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap_or_default(),
+            drugs: vec![],
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_each_patients_line_after_the_last() {
+        let kb = kb();
+        let mut text = b"earlier line\n".to_vec();
+        let mut b = RecordBuilder::new();
+        b.add_json(
+            r#"{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1980-02-03"}"#,
+            "Patient.ndjson:1",
+            None,
+        );
+        let figures = assess_into(&kb, &opts(), "p1", b, &mut text);
+        assert!(figures.is_some());
+        let line = text
+            .strip_prefix(b"earlier line\n".as_slice())
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+        assert_eq!(v["patient"]["id"], "p1");
+        assert_eq!(v["as_of"], "2026-03-01");
+        assert_eq!(v["assessments"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn a_patient_that_cannot_be_assessed_gets_an_error_line_and_no_figures() {
+        let kb = kb();
+        let mut text = vec![];
+        let mut b = RecordBuilder::new();
+        for id in ["p1", "p2"] {
+            b.add_json(
+                &format!(r#"{{"resourceType":"Patient","id":"{id}"}}"#),
+                "Patient.ndjson:1",
+                None,
+            );
+        }
+        assert!(assess_into(&kb, &opts(), "p1", b, &mut text).is_none());
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+        assert_eq!(v["patient"]["id"], "p1");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("2 Patient")),
+            "{v}"
+        );
+    }
 }
