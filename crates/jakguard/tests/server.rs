@@ -9,6 +9,7 @@ use jakguard::server::cds::{request_problems, response_problems, response_proble
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -30,6 +31,14 @@ struct Server {
 
 impl Server {
     async fn start(name: &str, trusted: Vec<TrustedFile>) -> Server {
+        Server::start_with(name, trusted, |_| {}).await
+    }
+
+    async fn start_with(
+        name: &str,
+        trusted: Vec<TrustedFile>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Server {
         let dir =
             std::env::temp_dir().join(format!("jakguard-server-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -45,6 +54,7 @@ impl Server {
         let mut config = Config::build(None, &flags).unwrap();
         config.auth.trusted = trusted;
         config.max_body_bytes = 4 * 1024 * 1024;
+        tweak(&mut config);
         let kb = jakguard::load_knowledge(None).unwrap();
         let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 27);
         let state = jakguard::serve::state(kb, config, as_of).await.unwrap();
@@ -1547,4 +1557,36 @@ async fn sigterm_stops_gracefully_and_writes_the_audit() {
         .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 5, "the queued audit rows are written before exit");
+}
+
+#[tokio::test]
+async fn the_concurrency_limit_is_one_limit_for_every_route() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start_with("concurrency", vec![], |c| c.concurrency_limit = 1).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // A request whose body has not all arrived keeps its place while the handler waits.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        b"POST /cds-services/jakguard-order-sign HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A request to another route waits for it: the limit is the server's, not the route's.
+    let other = server.client.get(format!("{}/healthz", server.base)).send();
+    tokio::pin!(other);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), &mut other)
+            .await
+            .is_err(),
+        "/healthz was answered while the only permit was taken"
+    );
+    slow.write_all(b"}").await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), other)
+        .await
+        .expect("answered once the permit was back")
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(slow);
+    server.stop().await;
 }

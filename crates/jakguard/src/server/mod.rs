@@ -118,7 +118,15 @@ pub fn app(state: Arc<AppState>) -> Router {
             .max_age(Duration::from_secs(600))
     };
     let insecure = state.verifier.is_none();
-    let mut router = Router::new()
+    let limits = (
+        axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes),
+        tower::limit::ConcurrencyLimitLayer::new(state.config.concurrency_limit),
+        tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(state.config.request_timeout_secs),
+        ),
+    );
+    let routes = Router::new()
         .route("/cds-services", get(hooks::discovery))
         .route("/cds-services/{id}", post(hooks::service))
         .route("/cds-services/{id}/feedback", post(feedback::feedback))
@@ -127,23 +135,23 @@ pub fn app(state: Arc<AppState>) -> Router {
         // The web pages are merged after the CORS layer: they are same-origin only and carry
         // their own security headers (`web::routes`).
         .merge(crate::web::routes())
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.config.max_body_bytes,
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(state.config.request_timeout_secs),
-        ))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(
-            state.config.concurrency_limit,
-        ));
+        .with_state(state);
+    // The limits wrap the whole router, once: `Router::layer` would wrap every route on its
+    // own, giving each route its own concurrency limit (the sum of them being no limit), and
+    // every request would clone each layer's boxed service.
     if insecure {
-        router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
-            HeaderName::from_static(INSECURE_HEADER),
-            HeaderValue::from_static("INSECURE: development mode, JWT not verified"),
-        ));
+        Router::new().fallback_service(
+            tower::ServiceBuilder::new()
+                .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+                    HeaderName::from_static(INSECURE_HEADER),
+                    HeaderValue::from_static("INSECURE: development mode, JWT not verified"),
+                ))
+                .layer(limits)
+                .service(routes),
+        )
+    } else {
+        Router::new().fallback_service(tower::ServiceBuilder::new().layer(limits).service(routes))
     }
-    router.with_state(state)
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` completes; requests in flight finish.
