@@ -2,11 +2,16 @@
 # Load benchmark of the CDS Hooks service with wrk (Debian package `wrk`): order-sign with a
 # realistic ~50-resource prefetch, at 1, 16 and 64 connections. Run from the repository root.
 #   bench/load.sh            # JWT off (--dev-insecure), as the reference Node service has none
+#   JAKGUARD=target/pgo/release/jakguard bench/load.sh    # a given build (bench/pgo.sh's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q
+bin=${JAKGUARD:-}
+if [ -z "$bin" ]; then
+  cargo build --release --locked -q
+  bin=./target/release/jakguard
+fi
 db=$(mktemp -d)/load.db
-./target/release/jakguard serve --dev-insecure --listen 127.0.0.1:18080 --db "$db" --as-of 2026-11-27 >/dev/null 2>&1 &
+"$bin" serve --dev-insecure --listen 127.0.0.1:18080 --db "$db" --as-of 2026-11-27 >/dev/null 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 sleep 1

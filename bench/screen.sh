@@ -7,6 +7,8 @@
 # Env:   BENCH_DIR  where exports, outputs and the Python venv go (default /work/tmp/jakguard-bench;
 #                   1M patients need about 21 GB there)
 #        RUNS       timed runs per tool and size (default 2); KEEP=1 keeps the exports
+#        JAKGUARD   a binary to measure instead of building target/release/jakguard
+#                   (e.g. JAKGUARD=target/pgo/release/jakguard after bench/pgo.sh)
 # Needs: the Rust toolchain, python3 with venv, GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +19,12 @@ RUNS=${RUNS:-2}
 AS_OF=2026-03-01
 mkdir -p "$WORK"
 
-cargo build --release --locked -p jakguard
-BIN=$PWD/target/release/jakguard
+if [ -n "${JAKGUARD:-}" ]; then
+  BIN=$(realpath "$JAKGUARD")
+else
+  cargo build --release --locked -p jakguard
+  BIN=$PWD/target/release/jakguard
+fi
 
 if [ ! -x "$WORK/venv/bin/python" ]; then
   python3 -m venv "$WORK/venv"

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# A profile-guided release build of `jakguard` (rustc's PGO, as rustc itself and most
+# browsers are built): build an instrumented binary, run it on a training workload, merge
+# the profiles, and build again with them. The result is `target/pgo/release/jakguard`;
+# `cargo build --release` is untouched.
+#
+#   bench/pgo.sh                   # needs llvm-profdata that reads rustc's raw profiles
+#                                  # (Debian: apt install llvm-19; LLVM_PROFDATA=... to choose)
+#
+# The training workload is the program's own work, on data other than the benchmarks':
+# a synthetic export of 3,000 patients (seed 7, not the benchmarks' seed 1) screened with and
+# without --all, every example patient assessed in each format, and the service answering
+# the demo order-sign request and every CDS Hooks example request in `examples/cds-hooks/`.
+# Code changed after a profile was taken simply gets no profile (rustc does not fail), so
+# rerun this after changes before measuring.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+profdata=${LLVM_PROFDATA:-$(command -v llvm-profdata-19 || command -v llvm-profdata || true)}
+if [ -z "$profdata" ]; then
+  echo "bench/pgo.sh: llvm-profdata not found (Debian: apt install llvm-19)" >&2
+  exit 2
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+prof=$work/profiles
+mkdir -p "$prof"
+
+echo "== 1/4 instrumented build (target/pgo-gen)"
+CARGO_TARGET_DIR=target/pgo-gen RUSTFLAGS="-Cprofile-generate=$prof" \
+  cargo build --release --locked -q -p jakguard
+bin=$root/target/pgo-gen/release/jakguard
+# Build scripts and proc macros were instrumented too and wrote their own profiles: only the
+# training's count.
+rm -f "$prof"/*.profraw
+unset LLVM_PROFILE_FILE
+
+echo "== 2/4 training"
+"$bin" synth --patients 3000 --seed 7 --as-of 2026-03-01 "$work/export" >/dev/null
+"$bin" screen --as-of 2026-03-01 "$work/export" --out "$work/out" >/dev/null 2>&1
+"$bin" screen --as-of 2026-03-01 --all "$work/export" --out "$work/out-all" >/dev/null 2>&1
+"$bin" screen --parse-only "$work/export" >/dev/null 2>&1
+for f in examples/*.json; do
+  for format in text json markdown; do
+    "$bin" assess --as-of 2026-11-27 --format "$format" "$f" >/dev/null || true
+  done
+done
+"$bin" serve --dev-insecure --listen 127.0.0.1:18397 --db "$work/train.db" --as-of 2026-11-27 \
+  >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:18397/cds-services && break; sleep 0.2; done
+python3 - "$root" <<'PY'
+import glob, http.client, json, sys
+root = sys.argv[1]
+conn = http.client.HTTPConnection('127.0.0.1', 18397)
+def post(path, body):
+    conn.request('POST', path, body, {'content-type': 'application/json'})
+    r = conn.getresponse(); r.read()
+bench = open(f'{root}/bench/order-sign-50.json', 'rb').read()
+examples = []
+for path in sorted(glob.glob(f'{root}/examples/cds-hooks/*.json')):
+    body = open(path, 'rb').read()
+    try:
+        hook = json.loads(body).get('hook', '')
+    except ValueError:
+        continue
+    examples.append((f'/cds-services/jakguard-{hook}', body))
+for _ in range(2000):
+    post('/cds-services/jakguard-order-sign', bench)
+for _ in range(100):
+    for path, body in examples:
+        post(path, body)
+    conn.request('GET', '/cds-services'); conn.getresponse().read()
+PY
+kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+
+echo "== 3/4 merging $(ls "$prof" | wc -l) profiles with $profdata"
+"$profdata" merge -o "$work/merged.profdata" "$prof"
+
+echo "== 4/4 optimised build (target/pgo)"
+mkdir -p target/pgo
+cp "$work/merged.profdata" target/pgo/jakguard.profdata
+CARGO_TARGET_DIR=target/pgo RUSTFLAGS="-Cprofile-use=$root/target/pgo/jakguard.profdata" \
+  cargo build --release --locked -q -p jakguard
+echo "built target/pgo/release/jakguard (profile: target/pgo/jakguard.profdata)"
