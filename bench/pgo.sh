@@ -10,7 +10,9 @@
 # The training workload is the program's own work, on data other than the benchmarks':
 # a synthetic export of 3,000 patients (seed 7, not the benchmarks' seed 1) screened with and
 # without --all, every example patient assessed in each format, and the service answering
-# the demo order-sign request and every CDS Hooks example request in `examples/cds-hooks/`.
+# order-sign, order-select and patient-view requests made from 600 of those patients (their
+# resources as the prefetch, a draft order for either drug) and the requests in
+# `examples/cds-hooks/`. The benchmark's own request (`bench/order-sign-50.json`) is not used.
 # Code changed after a profile was taken simply gets no profile (rustc does not fail), so
 # rerun this after changes before measuring.
 set -euo pipefail
@@ -49,26 +51,57 @@ done
   >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:18397/cds-services && break; sleep 0.2; done
-python3 - "$root" <<'PY'
-import glob, http.client, json, sys
-root = sys.argv[1]
+python3 - "$root" "$work/export" <<'PY'
+# CDS Hooks requests built from the synthetic patients (not the benchmark's request): each
+# patient's resources as the prefetch, a draft order for one of the two drugs.
+import collections, glob, http.client, json, sys
+root, export = sys.argv[1], sys.argv[2]
 conn = http.client.HTTPConnection('127.0.0.1', 18397)
 def post(path, body):
     conn.request('POST', path, body, {'content-type': 'application/json'})
     r = conn.getresponse(); r.read()
-bench = open(f'{root}/bench/order-sign-50.json', 'rb').read()
-examples = []
+patients = {}
+for line in open(f'{export}/Patient.ndjson'):
+    r = json.loads(line); patients[r['id']] = r
+about = collections.defaultdict(lambda: collections.defaultdict(list))
+for ty in ['Condition', 'Observation', 'MedicationRequest', 'MedicationStatement', 'Immunization']:
+    for line in open(f'{export}/{ty}.ndjson'):
+        r = json.loads(line)
+        ref = (r.get('subject') or r.get('patient') or {}).get('reference', '')
+        about[ref.rsplit('/', 1)[-1]][ty].append(r)
+def bundle(rs):
+    return {'resourceType': 'Bundle', 'type': 'searchset', 'entry': [{'resource': r} for r in rs]}
+drugs = [('1357547', 'tofacitinib 5 MG Oral Tablet [Xeljanz]'),
+         ('2196900', '24 HR upadacitinib 15 MG Extended Release Oral Tablet [Rinvoq]')]
+hooks = ['order-sign', 'order-sign', 'order-select', 'patient-view']
+requests = []
+for i, (pid, patient) in enumerate(list(patients.items())[:600]):
+    res = about[pid]
+    code, display = drugs[i % 2]
+    draft = {'resourceType': 'MedicationRequest', 'id': 'draft-1', 'status': 'draft',
+             'intent': 'order', 'subject': {'reference': f'Patient/{pid}'},
+             'authoredOn': '2026-03-01', 'medicationCodeableConcept': {'coding': [
+                 {'system': 'http://www.nlm.nih.gov/research/umls/rxnorm', 'code': code,
+                  'display': display}]}}
+    hook = hooks[i % len(hooks)]
+    context = {'userId': 'Practitioner/example', 'patientId': pid}
+    if hook != 'patient-view':
+        context['draftOrders'] = {'resourceType': 'Bundle', 'type': 'collection',
+                                  'entry': [{'fullUrl': 'urn:uuid:draft-1', 'resource': draft}]}
+    if hook == 'order-select':
+        context['selections'] = ['MedicationRequest/draft-1']
+    body = {'hookInstance': f'train-{i}', 'hook': hook, 'context': context, 'prefetch': {
+        'patient': patient, 'conditions': bundle(res['Condition']),
+        'medicationRequests': bundle(res['MedicationRequest']),
+        'medicationStatements': bundle(res['MedicationStatement']),
+        'immunizations': bundle(res['Immunization']), 'allergies': None,
+        'observations': bundle(res['Observation'])}}
+    requests.append((f'/cds-services/jakguard-{hook}', json.dumps(body).encode()))
 for path in sorted(glob.glob(f'{root}/examples/cds-hooks/*.json')):
     body = open(path, 'rb').read()
-    try:
-        hook = json.loads(body).get('hook', '')
-    except ValueError:
-        continue
-    examples.append((f'/cds-services/jakguard-{hook}', body))
-for _ in range(2000):
-    post('/cds-services/jakguard-order-sign', bench)
-for _ in range(100):
-    for path, body in examples:
+    requests.append((f"/cds-services/jakguard-{json.loads(body)['hook']}", body))
+for _ in range(4):
+    for path, body in requests:
         post(path, body)
     conn.request('GET', '/cds-services'); conn.getresponse().read()
 PY
