@@ -4,8 +4,8 @@
 #   bench/load.sh            # JWT off (--dev-insecure), as the reference Node service has none
 #   JAKGUARD=target/pgo/release/jakguard bench/load.sh    # a given build (bench/pgo.sh's)
 set -euo pipefail
+bin=${JAKGUARD:+$(realpath "$JAKGUARD")}
 cd "$(dirname "$0")/.."
-bin=${JAKGUARD:-}
 if [ -z "$bin" ]; then
   cargo build --release --locked -q
   bin=./target/release/jakguard

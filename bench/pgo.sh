@@ -24,7 +24,9 @@ if [ -z "$profdata" ]; then
   exit 2
 fi
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+pid=
+# The training server is stopped on any exit, so a failed run leaves nothing on its port.
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 prof=$work/profiles
 mkdir -p "$prof"
 
@@ -51,6 +53,11 @@ done
   >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:18397/cds-services && break; sleep 0.2; done
+# The answer must have come from this server (not one left on the port), and it must be up.
+if ! kill -0 "$pid" 2>/dev/null || ! curl -sf -o /dev/null http://127.0.0.1:18397/cds-services; then
+  echo "bench/pgo.sh: the instrumented server did not start on 127.0.0.1:18397" >&2
+  exit 1
+fi
 python3 - "$root" "$work/export" <<'PY'
 # CDS Hooks requests built from the synthetic patients (not the benchmark's request): each
 # patient's resources as the prefetch, a draft order for one of the two drugs.
@@ -105,7 +112,9 @@ for _ in range(4):
         post(path, body)
     conn.request('GET', '/cds-services'); conn.getresponse().read()
 PY
+# A graceful stop: the profile is written as the process exits.
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+pid=
 
 echo "== 3/4 merging $(ls "$prof" | wc -l) profiles with $profdata"
 "$profdata" merge -o "$work/merged.profdata" "$prof"
