@@ -1571,16 +1571,26 @@ async fn the_concurrency_limit_is_one_limit_for_every_route() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // A request to another route waits for it: the limit is the server's, not the route's.
-    let other = server.client.get(format!("{}/healthz", server.base)).send();
-    tokio::pin!(other);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(700), &mut other)
+    // It is sent again (a fresh connection each time) until one waits, in case the slow request
+    // had not reached the server yet; with a limit per route, every one would be answered.
+    let mut waiting = None;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut other = Box::pin(
+            reqwest::Client::new()
+                .get(format!("{}/healthz", server.base))
+                .send(),
+        );
+        if tokio::time::timeout(Duration::from_millis(700), &mut other)
             .await
-            .is_err(),
-        "/healthz was answered while the only permit was taken"
-    );
+            .is_err()
+        {
+            waiting = Some(other);
+            break;
+        }
+    }
+    let other = waiting.expect("/healthz waits while the only permit is taken");
     slow.write_all(b"}").await.unwrap();
     let r = tokio::time::timeout(Duration::from_secs(10), other)
         .await
