@@ -139,19 +139,17 @@ pub fn app(state: Arc<AppState>) -> Router {
     // The limits wrap the whole router, once: `Router::layer` would wrap every route on its
     // own, giving each route its own concurrency limit (the sum of them being no limit), and
     // every request would clone each layer's boxed service.
-    if insecure {
-        Router::new().fallback_service(
-            tower::ServiceBuilder::new()
-                .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+    Router::new().fallback_service(
+        tower::ServiceBuilder::new()
+            .option_layer(insecure.then(|| {
+                tower_http::set_header::SetResponseHeaderLayer::overriding(
                     HeaderName::from_static(INSECURE_HEADER),
                     HeaderValue::from_static("INSECURE: development mode, JWT not verified"),
-                ))
-                .layer(limits)
-                .service(routes),
-        )
-    } else {
-        Router::new().fallback_service(tower::ServiceBuilder::new().layer(limits).service(routes))
-    }
+                )
+            }))
+            .layer(limits)
+            .service(routes),
+    )
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` completes; requests in flight finish.
