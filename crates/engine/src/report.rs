@@ -270,6 +270,93 @@ pub fn match_note(m: Option<MatchKind>) -> &'static str {
     }
 }
 
+/// A report as a population screen's result line gives it by default: the per-drug
+/// decisions, doses and findings exactly as the full report has them, and the screening
+/// checklist and monitoring plan as statuses and dates only. Their titles, actions and
+/// citations are the knowledge's, the same for every patient; the full report of one
+/// patient is `assess`'s (and `screen --full-reports`'). About 40 % of the full line's bytes.
+pub struct Brief<'a>(pub &'a Report);
+
+impl Report {
+    pub fn brief(&self) -> Brief<'_> {
+        Brief(self)
+    }
+}
+
+impl Serialize for Brief<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let r = self.0;
+        let mut out = s.serialize_struct("Brief", 9)?;
+        out.serialize_field("as_of", &iso_date::One(&r.as_of))?;
+        out.serialize_field("knowledge", &r.knowledge)?;
+        out.serialize_field("patient", &r.patient)?;
+        out.serialize_field("assessments", &r.assessments)?;
+        out.serialize_field("screening", &Seq(&r.screening, ScreeningBrief::of))?;
+        out.serialize_field("monitoring", &Seq(&r.monitoring, MonitoringBrief::of))?;
+        out.serialize_field("scores", &r.scores)?;
+        out.serialize_field("errors", &r.errors)?;
+        out.serialize_field("disclaimer", &r.disclaimer)?;
+        out.end()
+    }
+}
+
+/// A slice serialised through a view of each element.
+struct Seq<'a, T, F>(&'a [T], F);
+
+impl<'a, T, V: Serialize, F: Fn(&'a T) -> V> Serialize for Seq<'a, T, F> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(&self.1))
+    }
+}
+
+#[derive(Serialize)]
+struct ScreeningBrief<'a> {
+    id: &'a str,
+    status: ScreeningStatus,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    abnormal_for: &'a [String],
+}
+
+impl<'a> ScreeningBrief<'a> {
+    fn of(e: &'a ScreeningEntry) -> Self {
+        ScreeningBrief {
+            id: &e.id,
+            status: e.status,
+            abnormal_for: &e.abnormal_for,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MonitoringBrief<'a> {
+    drug: &'a str,
+    id: &'a str,
+    status: MonitoringStatus,
+    #[serde(serialize_with = "iso_date::maybe")]
+    due_from: Option<NaiveDate>,
+    #[serde(serialize_with = "iso_date::maybe")]
+    due_by: Option<NaiveDate>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "iso_date::maybe"
+    )]
+    last_done: Option<NaiveDate>,
+}
+
+impl<'a> MonitoringBrief<'a> {
+    fn of(e: &'a MonitoringEntry) -> Self {
+        MonitoringBrief {
+            drug: &e.drug,
+            id: &e.id,
+            status: e.status,
+            due_from: e.due_from,
+            due_by: e.due_by,
+            last_done: e.last_done,
+        }
+    }
+}
+
 /// Dates as reports write them, `YYYY-MM-DD`, without going through `fmt` for every digit
 /// (a population screen writes millions of them). Years outside 0–9999 take chrono's own
 /// serialisation, so the text is always exactly chrono's.
@@ -301,6 +388,15 @@ pub(crate) mod iso_date {
         }
     }
 
+    /// A date that serialises as `one` writes it.
+    pub struct One<'a>(pub &'a NaiveDate);
+
+    impl Serialize for One<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            one(self.0, s)
+        }
+    }
+
     pub fn maybe<S: Serializer>(d: &Option<NaiveDate>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => one(d, s),
@@ -309,12 +405,6 @@ pub(crate) mod iso_date {
     }
 
     pub fn many<S: Serializer>(ds: &[NaiveDate], s: S) -> Result<S::Ok, S::Error> {
-        struct One<'a>(&'a NaiveDate);
-        impl Serialize for One<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                one(self.0, s)
-            }
-        }
         s.collect_seq(ds.iter().map(One))
     }
 

@@ -61,7 +61,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Screen a FHIR Bulk Data export: every patient on (or about to start) a JAK inhibitor.
     ///
-    /// Writes screen-results.ndjson (one assessment per patient, as `assess --format json`),
+    /// Writes screen-results.ndjson (one line per patient: the decisions and findings of
+    /// `assess --format json`, the checklist and monitoring plan as statuses and dates),
     /// screen-summary.csv, screen-overdue.csv, screen-report.html and screen-bad-lines.txt.
     /// Exit code 0: clean; 3: finished, but some lines or files could not be used;
     /// 2: the export cannot be used at all.
@@ -77,6 +78,11 @@ enum Command {
         /// Also screen every patient with ankylosing spondylitis or nr-axSpA.
         #[arg(long)]
         all: bool,
+        /// Write each patient's whole report (as `assess --format json`, ~36 KB a line)
+        /// instead of the decisions and findings with the screening checklist and the
+        /// monitoring plan as statuses and dates (~40 % of the bytes).
+        #[arg(long)]
+        full_reports: bool,
         /// Only read and parse every line (the benchmark baseline); writes nothing.
         #[arg(long)]
         parse_only: bool,
@@ -182,6 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             as_of,
             all,
+            full_reports,
             parse_only,
         } => {
             let outcome = if parse_only {
@@ -203,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     out_dir: out,
                     as_of: as_of_date(as_of.as_deref())?,
                     all,
+                    full_reports,
                 };
                 let o = screen::run(&kb, &settings)?;
                 eprintln!("jakguard: {}", o.passes_line());

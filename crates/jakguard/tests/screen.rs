@@ -118,10 +118,27 @@ fn a_synthetic_export_is_screened_in_patient_order_with_summary_and_report() {
     assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
     let res = results(&out);
     let got = ids(&res);
+    // The Patient file's order, once each: the file's ids, keeping the screened ones.
+    let screened: std::collections::HashSet<&String> = got.iter().collect();
+    assert_eq!(screened.len(), got.len(), "a patient twice");
+    let in_file: Vec<String> = std::fs::read_to_string(export.join("Patient.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .filter(|id| screened.contains(id))
+        .collect();
+    assert_eq!(got, in_file, "results are in the Patient file's order");
     let mut sorted = got.clone();
     sorted.sort();
-    sorted.dedup();
-    assert_eq!(got, sorted, "results are in patient-id order, once each");
+    assert_ne!(
+        got, sorted,
+        "the synthetic Patient file is not in id order, so this tells"
+    );
     assert!(
         !res.is_empty() && res.len() < 200,
         "{} screened of 200",
@@ -242,31 +259,109 @@ fn patient_bundle(export: &Path, id: &str) -> serde_json::Value {
     serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": entries})
 }
 
+/// What a brief result line should be, made from `assess`'s full report: everything but the
+/// screening checklist and monitoring plan as they are, those two as statuses and dates.
+fn brief_of(full: &serde_json::Value) -> serde_json::Value {
+    let mut brief = full.clone();
+    let keep = |entry: &serde_json::Value, keys: &[&str]| {
+        let mut o = serde_json::Map::new();
+        for k in keys {
+            if let Some(v) = entry.get(*k) {
+                o.insert((*k).to_string(), v.clone());
+            }
+        }
+        serde_json::Value::Object(o)
+    };
+    brief["screening"] = full["screening"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| keep(e, &["id", "status", "abnormal_for"]))
+        .collect();
+    brief["monitoring"] = full["monitoring"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            keep(
+                e,
+                &["drug", "id", "status", "due_from", "due_by", "last_done"],
+            )
+        })
+        .collect();
+    brief
+}
+
+/// A validator for the brief result line: `docs/assessment.schema.json`'s `screen-result`.
+fn screen_result_validator() -> jsonschema::Validator {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/assessment.schema.json");
+    let mut schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root).unwrap()).unwrap();
+    let defs = schema["$defs"].take();
+    assert!(
+        defs.get("screen-result").is_some(),
+        "no screen-result in the schema"
+    );
+    let schema = serde_json::json!({"$defs": defs, "$ref": "#/$defs/screen-result"});
+    jsonschema::validator_for(&schema).unwrap()
+}
+
 #[test]
 fn each_result_line_is_what_assess_says_for_the_same_resources() {
-    let (export, out) = (scratch("same-export"), scratch("same-out"));
+    let export = scratch("same-export");
+    let (out, out_full) = (scratch("same-out"), scratch("same-out-full"));
     synth(&export, 120, 9, false);
     let o = screen(&export, &out, &[]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
-    let res = results(&out);
+    let o = screen(&export, &out_full, &["--full-reports"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+    let (res, full) = (results(&out), results(&out_full));
     assert!(res.len() >= 8, "only {} screened", res.len());
+    assert_eq!(ids(&res), ids(&full));
+    let validator = screen_result_validator();
+    for line in &res {
+        let errors: Vec<String> = validator.iter_errors(line).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "a brief line off the schema: {errors:?}");
+    }
+    // The brief lines are what they are for: much smaller than the whole reports (60 % of
+    // the bytes with the synthetic exports).
+    let size = |dir: &Path| {
+        std::fs::metadata(dir.join("screen-results.ndjson"))
+            .unwrap()
+            .len()
+    };
+    assert!(
+        size(&out) * 10 < size(&out_full) * 7,
+        "brief {} B, full {} B",
+        size(&out),
+        size(&out_full)
+    );
     // A spread of patients, including every one with a data-quality finding.
-    let picked: Vec<&serde_json::Value> = res
-        .iter()
-        .enumerate()
-        .filter(|(i, r)| i % 4 == 0 || !r["errors"].as_array().unwrap().is_empty())
-        .map(|(_, r)| r)
+    let picked: Vec<usize> = (0..res.len())
+        .filter(|&i| i % 4 == 0 || !res[i]["errors"].as_array().unwrap().is_empty())
         .take(16)
         .collect();
-    for line in picked {
-        let id = line["patient"]["id"].as_str().unwrap();
+    for i in picked {
+        let id = res[i]["patient"]["id"].as_str().unwrap();
         let bundle = patient_bundle(&export, id);
         let path = out.join(format!("bundle-{id}.json"));
         std::fs::write(&path, serde_json::to_vec(&bundle).unwrap()).unwrap();
         let o = jakguard(&["assess", "--as-of", AS_OF, "--format", "json", s(&path)]);
         assert!(o.status.success(), "{}", text(&o.stderr));
         let assessed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(&assessed, line, "patient {id}: screen and assess differ");
+        assert_eq!(
+            &assessed, &full[i],
+            "patient {id}: screen --full-reports and assess differ"
+        );
+        assert_eq!(
+            res[i],
+            brief_of(&assessed),
+            "patient {id}: the brief line is not assess's"
+        );
+        assert!(
+            !res[i]["monitoring"].as_array().unwrap().is_empty(),
+            "patient {id} has a monitoring plan"
+        );
     }
 }
 
@@ -401,7 +496,11 @@ fn the_cohort_is_jak_orders_and_with_all_also_axspa() {
     );
     let o = screen(&export, &out, &["--all"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert_eq!(ids(&results(&out)), ["p1", "p2"]);
+    assert_eq!(
+        ids(&results(&out)),
+        ["p2", "p1"],
+        "in the Patient file's order"
+    );
 }
 
 #[test]

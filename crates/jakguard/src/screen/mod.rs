@@ -9,8 +9,8 @@
 //!    cohort, each candidate judged by the engine's own matching (`cohort`);
 //! 3. every file is read once more and every line checked; where each line about a cohort
 //!    patient is (file, byte offset, line number) is noted (`kept`), nothing more;
-//! 4. the cohort is assessed on every core in patient-id order (`pipeline::ordered`): each
-//!    patient's lines are read again (positioned reads from the page cache), the record is
+//! 4. the cohort is assessed on every core in the Patient files' order (`pipeline::ordered`):
+//!    each patient's lines are read again (positioned reads from the page cache), the record is
 //!    built, assessed and dropped by the same thread, and the report is written as one line
 //!    of `screen-results.ndjson` while the summary figures accumulate and the next patients
 //!    are assessed.
@@ -52,8 +52,8 @@ const BAD_LINES_SHOWN: usize = 20;
 /// that a handful of reports is all the memory the writing needs.
 const ASSESS_BATCH: usize = 32;
 
-/// A typical result line's size (about 36 KB with the synthetic exports): a batch's buffer
-/// starts with room for that many.
+/// A typical full result line's size (about 36 KB with the synthetic exports; a brief one is
+/// about 22 KB): a batch's buffer starts with room for that many, so it never grows.
 const REPORT_BYTES: usize = 40 << 10;
 
 /// What to screen and where to write.
@@ -64,6 +64,9 @@ pub struct Settings {
     pub as_of: NaiveDate,
     /// Also every patient with AS / nr-axSpA, not only those with a JAK inhibitor order.
     pub all: bool,
+    /// Each result line the whole report `assess --format json` gives, rather than the
+    /// decisions and findings with the checklist and monitoring plan as statuses and dates.
+    pub full_reports: bool,
 }
 
 /// The run in numbers; the final line and the exit code come from it.
@@ -391,14 +394,16 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     split(2);
 
     // Pass 4: each cohort patient's lines read again, the record built and assessed, in
-    // id order.
-    let mut order: Vec<(&str, u32)> = in_cohort
+    // the order of the Patient files. Exports write a patient's resources in that order in
+    // every file, as a rule, so the re-reads move forward through each file: read ahead
+    // by the kernel when the export no longer fits in the page cache (1M patients: 20 GB),
+    // where id order jumped about the files.
+    let order: Vec<(&str, u32)> = in_cohort
         .iter()
         .enumerate()
         .filter(|(_, c)| **c)
         .map(|(i, _)| (patients.ids[i].as_ref(), i as u32))
         .collect();
-    order.sort_unstable();
     let results_file = results_file.join().map_err(|_| {
         anyhow::anyhow!(
             "internal error: preparing `{}` failed",
@@ -446,7 +451,14 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
                     let done = match reread.record(p, kept.of(p), scratch) {
                         Ok(r) => Screened {
                             id,
-                            figures: assess_into(kb, &opts, id, r.builder, &mut out.text),
+                            figures: assess_into(
+                                kb,
+                                &opts,
+                                settings.full_reports,
+                                id,
+                                r.builder,
+                                &mut out.text,
+                            ),
                             bad_lines: r.bad,
                             resources: r.resources,
                         },
@@ -494,6 +506,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
     )?;
     results.flush()?;
     drop(results);
+    tally.sort_lists();
     bad.out.flush()?;
     let BadLines {
         listed: bad,
@@ -659,11 +672,12 @@ impl std::fmt::Display for LineAt<'_> {
     }
 }
 
-/// Appends one patient's result line (without its newline) to `out`; returns the patient's
-/// figures (none when the record could not be built).
+/// Appends one patient's result line (without its newline) to `out`, the whole report or
+/// its brief form; returns the patient's figures (none when the record could not be built).
 fn assess_into(
     kb: &Knowledge,
     opts: &Options,
+    full: bool,
     id: &str,
     builder: RecordBuilder,
     out: &mut Vec<u8>,
@@ -672,7 +686,12 @@ fn assess_into(
         Ok(record) => {
             let report = engine::assess(kb, &record, opts);
             let start = out.len();
-            if let Err(e) = serde_json::to_writer(&mut *out, &report) {
+            let written = if full {
+                serde_json::to_writer(&mut *out, &report)
+            } else {
+                serde_json::to_writer(&mut *out, &report.brief())
+            };
+            if let Err(e) = written {
                 out.truncate(start);
                 out.extend_from_slice(&error_line(
                     id,
@@ -786,7 +805,7 @@ mod tests {
             "Patient.ndjson:1",
             None,
         );
-        let figures = assess_into(&kb, &opts(), "p1", b, &mut text);
+        let figures = assess_into(&kb, &opts(), false, "p1", b, &mut text);
         assert!(figures.is_some());
         let line = text
             .strip_prefix(b"earlier line\n".as_slice())
@@ -809,7 +828,7 @@ mod tests {
                 None,
             );
         }
-        assert!(assess_into(&kb, &opts(), "p1", b, &mut text).is_none());
+        assert!(assess_into(&kb, &opts(), false, "p1", b, &mut text).is_none());
         let v: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
         assert_eq!(v["patient"]["id"], "p1");
         assert!(

@@ -73,7 +73,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Adds one patient; patients arrive in id order, so the overdue lists stay sorted.
+    /// Adds one patient (in the order they are assessed).
     pub fn add(&mut self, id: &str, figures: PatientFigures) {
         self.screened += 1;
         for (drug, phase, decision) in figures.decisions {
@@ -88,6 +88,13 @@ impl Tally {
                 .or_insert_with(|| (o.title, vec![]))
                 .1
                 .push((id.into(), o.due_by, o.last_done));
+        }
+    }
+
+    /// Puts each overdue list in patient-id order, as the CSV and the HTML page list them.
+    pub fn sort_lists(&mut self) {
+        for (_, list) in self.overdue.values_mut() {
+            list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         }
     }
 }
