@@ -272,9 +272,12 @@ pub fn match_note(m: Option<MatchKind>) -> &'static str {
 
 /// A report as a population screen's result line gives it by default: the per-drug
 /// decisions, doses and findings exactly as the full report has them, and the screening
-/// checklist and monitoring plan as statuses and dates only. Their titles, actions and
-/// citations are the knowledge's, the same for every patient; the full report of one
-/// patient is `assess`'s (and `screen --full-reports`'). About 40 % of the full line's bytes.
+/// checklist and monitoring plan as statuses and dates only — each checklist item's status
+/// (and the drugs it is abnormal for), each monitoring test's status, due window and last
+/// date. Left out: the knowledge's titles, actions and citations of those entries (the same
+/// for every patient), and the patient's checklist details and evidence and the first-year
+/// monitoring schedule; the findings already name what is missing, old or abnormal. The full
+/// report is `assess`'s (and `screen --full-reports`'). About 60 % of the full line's bytes.
 pub struct Brief<'a>(pub &'a Report);
 
 impl Report {

@@ -170,6 +170,24 @@ fn a_synthetic_export_is_screened_in_patient_order_with_summary_and_report() {
     }
     let overdue_csv = std::fs::read_to_string(out.join("screen-overdue.csv")).unwrap();
     assert_eq!(overdue_csv.lines().count() - 1, overdue_in_reports);
+    // Each test's list is in patient-id order, whatever order the results are in. A row is
+    // drug,monitoring,title,patient,due_by,last_done; only the title may hold a comma.
+    let rows: Vec<(Vec<&str>, &str)> = overdue_csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let key = l.splitn(3, ',').take(2).collect();
+            (key, l.rsplit(',').nth(2).unwrap())
+        })
+        .collect();
+    for pair in rows.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            assert!(
+                pair[0].1 < pair[1].1,
+                "overdue list out of id order: {pair:?}"
+            );
+        }
+    }
     assert!(
         overdue_in_reports > 0,
         "the synthetic set has lapsed monitoring"
@@ -336,6 +354,20 @@ fn each_result_line_is_what_assess_says_for_the_same_resources() {
         size(&out),
         size(&out_full)
     );
+    // Every brief line is its full line, brief; and the optional members occur.
+    for (brief, whole) in res.iter().zip(&full) {
+        assert_eq!(brief, &brief_of(whole), "{}", brief["patient"]["id"]);
+    }
+    let has = |section: &str, key: &str| {
+        res.iter().any(|r| {
+            r[section]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e.get(key).is_some())
+        })
+    };
+    assert!(has("monitoring", "last_done") && has("screening", "abnormal_for"));
     // A spread of patients, including every one with a data-quality finding.
     let picked: Vec<usize> = (0..res.len())
         .filter(|&i| i % 4 == 0 || !res[i]["errors"].as_array().unwrap().is_empty())
