@@ -140,20 +140,23 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// Groups `(patient, span)` pairs (in reading order) by patient, keeping that order
-    /// within each patient: a counting sort, linear in the number of spans.
-    pub fn group(patients: usize, pairs: Vec<(u32, Span)>) -> Kept {
+    /// Groups `(patient, span)` pairs (in reading order, as the reading pass's chunks gave
+    /// them) by patient, keeping that order within each patient: a counting sort, linear in
+    /// the number of spans. The chunks' lists are taken as they are: one list of them all
+    /// would be grown, and copied at each growth, through a million lines and more.
+    pub fn group(patients: usize, parts: Vec<Vec<(u32, Span)>>) -> Kept {
         let mut starts = vec![0u32; patients + 1];
-        for (p, _) in &pairs {
+        for (p, _) in parts.iter().flatten() {
             starts[*p as usize + 1] += 1;
         }
         for i in 0..patients {
             starts[i + 1] += starts[i];
         }
         let mut next = starts.clone();
-        let placeholder = Span::checked(0, 0, 0);
-        let mut spans = vec![placeholder; pairs.len()];
-        for (p, span) in pairs {
+        let total = parts.iter().map(Vec::len).sum();
+        let mut spans = Vec::with_capacity(total);
+        spans.resize(total, Span::checked(0, 0, 0));
+        for (p, span) in parts.into_iter().flatten() {
             let slot = &mut next[p as usize];
             spans[*slot as usize] = span;
             *slot += 1;
@@ -471,14 +474,13 @@ mod tests {
 
     #[test]
     fn grouping_keeps_each_patients_lines_in_reading_order() {
-        let pairs = vec![
-            (2, span(1)),
-            (0, span(2)),
-            (2, span(3)),
-            (1, span(4)),
-            (0, span(5)),
+        // Three chunks' lists, one of them empty.
+        let parts = vec![
+            vec![(2, span(1)), (0, span(2))],
+            vec![],
+            vec![(2, span(3)), (1, span(4)), (0, span(5))],
         ];
-        let kept = Kept::group(4, pairs);
+        let kept = Kept::group(4, parts);
         let lines = |p| kept.of(p).iter().map(|s| s.line).collect::<Vec<_>>();
         assert_eq!(lines(0), vec![2, 5]);
         assert_eq!(lines(1), vec![4]);

@@ -337,7 +337,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
 
     // Pass 3: every file checked; where the cohort's lines are, noted.
     let mut sources = kept::Sources::default();
-    let mut pairs: Vec<(u32, kept::Span)> = vec![];
+    let mut pairs: Vec<Vec<(u32, kept::Span)>> = vec![];
     let mut resources = 0u64;
     let bad_path = settings.out_dir.join("screen-bad-lines.txt");
     let mut bad = BadLines::create(&bad_path)?;
@@ -375,11 +375,11 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
                         backing: kept::Backing::Memory(text.into_boxed_slice()),
                     }),
                 };
-                pairs.extend(
-                    part.kept
-                        .into_iter()
-                        .map(|(p, span)| (p, span.in_source(source))),
-                );
+                let mut part_kept = part.kept;
+                for (_, span) in &mut part_kept {
+                    *span = span.in_source(source);
+                }
+                pairs.push(part_kept);
                 Ok(())
             },
         )?;
