@@ -52,9 +52,19 @@ struct WConcept {
     text: Option<CompactString>,
 }
 
+/// A patient reference: borrowed from the input, and copied only when the record keeps it
+/// (a batch reader that checked it first keeps none, `Strict::forget_subject`).
 #[derive(Deserialize)]
-struct WReference {
-    reference: Option<CompactString>,
+struct WReference<'a> {
+    #[serde(borrow)]
+    reference: Text<'a>,
+}
+
+impl WReference<'_> {
+    /// The reference, as the record keeps it.
+    fn kept(this: Option<Self>) -> Option<CompactString> {
+        this.and_then(|r| r.reference).map(|r| CompactString::from(&*r))
+    }
 }
 
 /// `medicationReference`: its `display` names the drug when the Medication is not at hand.
@@ -127,7 +137,8 @@ struct WObservation<'a> {
     id: Text<'a>,
     status: Option<CompactString>,
     code: Option<WConcept>,
-    subject: Option<WReference>,
+    #[serde(borrow)]
+    subject: Option<WReference<'a>>,
     #[serde(borrow)]
     effective_date_time: Text<'a>,
     #[serde(borrow)]
@@ -190,7 +201,8 @@ struct WCondition<'a> {
     clinical_status: Option<WConcept>,
     verification_status: Option<WConcept>,
     code: Option<WConcept>,
-    subject: Option<WReference>,
+    #[serde(borrow)]
+    subject: Option<WReference<'a>>,
     #[serde(borrow)]
     onset_date_time: Text<'a>,
     #[serde(borrow)]
@@ -212,7 +224,8 @@ struct WMedicationUse<'a> {
     intent: Option<CompactString>,
     medication_codeable_concept: Option<WConcept>,
     medication_reference: Option<WMedicationReference>,
-    subject: Option<WReference>,
+    #[serde(borrow)]
+    subject: Option<WReference<'a>>,
     #[serde(borrow)]
     authored_on: Text<'a>,
     #[serde(borrow)]
@@ -248,7 +261,8 @@ struct WImmunization<'a> {
     id: Text<'a>,
     status: Option<CompactString>,
     vaccine_code: Option<WConcept>,
-    patient: Option<WReference>,
+    #[serde(borrow)]
+    patient: Option<WReference<'a>>,
     #[serde(borrow)]
     occurrence_date_time: Text<'a>,
 }
@@ -261,7 +275,8 @@ struct WAllergy<'a> {
     clinical_status: Option<WConcept>,
     verification_status: Option<WConcept>,
     code: Option<WConcept>,
-    patient: Option<WReference>,
+    #[serde(borrow)]
+    patient: Option<WReference<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -276,10 +291,11 @@ struct WPatient {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WQuestionnaireResponse {
+struct WQuestionnaireResponse<'a> {
     id: Option<CompactString>,
     status: Option<CompactString>,
-    subject: Option<WReference>,
+    #[serde(borrow)]
+    subject: Option<WReference<'a>>,
     authored: Option<CompactString>,
     item: Option<Vec<WItem>>,
 }
@@ -1076,7 +1092,7 @@ impl RecordBuilder {
             .or(w.effective_instant.as_deref())
             .or(w.issued.as_deref());
         let date = read_date(date_text, &reference, "effective", &mut self.issues);
-        let subject = w.subject.and_then(|s| s.reference);
+        let subject = WReference::kept(w.subject);
         let value = value_of(take_value!(w), &reference, &mut self.issues);
         let interp = interpretation(w.interpretation);
         for (i, c) in w.component.unwrap_or_default().into_iter().enumerate() {
@@ -1126,7 +1142,7 @@ impl RecordBuilder {
             &mut self.issues,
         );
         self.conditions.push(
-            w.subject.and_then(|s| s.reference),
+            WReference::kept(w.subject),
             Condition {
                 reference,
                 code: concept(w.code),
@@ -1192,7 +1208,7 @@ impl RecordBuilder {
             .filter_map(|d| d.text)
             .next();
         self.medications.push((
-            w.subject.and_then(|s| s.reference),
+            WReference::kept(w.subject),
             MedicationUse {
                 reference,
                 source,
@@ -1229,7 +1245,7 @@ impl RecordBuilder {
             &mut self.issues,
         );
         self.immunizations.push(
-            w.patient.and_then(|p| p.reference),
+            WReference::kept(w.patient),
             Immunization {
                 reference,
                 vaccine: concept(w.vaccine_code),
@@ -1242,7 +1258,7 @@ impl RecordBuilder {
     fn push_allergy(&mut self, w: WAllergy<'_>, location: &dyn Display) {
         let reference = reference_name("AllergyIntolerance", w.id.as_deref(), location);
         self.allergies.push(
-            w.patient.and_then(|p| p.reference),
+            WReference::kept(w.patient),
             Allergy {
                 reference,
                 code: concept(w.code),
@@ -1252,7 +1268,7 @@ impl RecordBuilder {
         );
     }
 
-    fn push_questionnaire_response(&mut self, w: WQuestionnaireResponse, location: &dyn Display) {
+    fn push_questionnaire_response(&mut self, w: WQuestionnaireResponse<'_>, location: &dyn Display) {
         if matches!(w.status.as_deref(), Some("entered-in-error" | "stopped")) {
             return;
         }
@@ -1263,7 +1279,7 @@ impl RecordBuilder {
             "authored",
             &mut self.issues,
         );
-        let subject = w.subject.and_then(|s| s.reference);
+        let subject = WReference::kept(w.subject);
         let mut stack: Vec<WItem> = w.item.unwrap_or_default();
         while let Some(item) = stack.pop() {
             stack.extend(item.item.unwrap_or_default());
@@ -1398,7 +1414,7 @@ enum Typed<'a> {
     Medication(Box<WMedication>),
     Immunization(Box<WImmunization<'a>>),
     Allergy(Box<WAllergy<'a>>),
-    QuestionnaireResponse(Box<WQuestionnaireResponse>),
+    QuestionnaireResponse(Box<WQuestionnaireResponse<'a>>),
     Other,
 }
 

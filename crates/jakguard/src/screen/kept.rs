@@ -273,7 +273,7 @@ impl Rereader<'_> {
         n: u64,
         strict: bool,
     ) -> Added {
-        if strict && let Some((q, mut resource)) = line::read_strict(bytes, ty, self.patients) {
+        if strict && let Some((q, mut resource)) = line::read_strict(bytes, ty, self.patients, p) {
             if q != p {
                 return Added::NotTheirs;
             }

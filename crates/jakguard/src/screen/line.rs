@@ -328,6 +328,17 @@ impl PatientIndex {
     pub fn resolve(&self, reference: &str) -> Option<u32> {
         self.get(patient_id_of(reference)?)
     }
+
+    /// As `resolve`, when patient `likely` is the expected answer: its id is compared first,
+    /// which is cheaper than a hash lookup in an index of millions (ids are unique, so the
+    /// answer is the same).
+    pub fn resolve_likely(&self, reference: &str, likely: u32) -> Option<u32> {
+        let id = patient_id_of(reference)?;
+        if self.ids.get(likely as usize).is_some_and(|l| **l == *id) {
+            return Some(likely);
+        }
+        self.get(id)
+    }
 }
 
 /// Resolves patient references with a memory of the last one: the lines of one patient
@@ -516,18 +527,20 @@ impl QuickSubject {
 /// The engine's strict one-pass reading of a line of `file_type` resources: the resource
 /// and the patient of the export it names. `None` when the line needs the careful reading:
 /// not UTF-8, not valid, another type, no patient reference, or one that names no patient
-/// of the export (the careful reading says which, as a bad line).
+/// of the export (the careful reading says which, as a bad line). `likely` is the patient
+/// the line is expected to be about (`PatientIndex::resolve_likely`).
 pub fn read_strict<'a>(
     bytes: &'a [u8],
     file_type: &str,
     patients: &PatientIndex,
+    likely: u32,
 ) -> Option<(u32, engine::fhir::Strict<'a>)> {
     let json = utf8(bytes).ok()?;
     let resource = engine::fhir::Strict::parse(json)?;
     if resource.resource_type() != file_type {
         return None;
     }
-    let patient = patients.resolve(resource.subject()?)?;
+    let patient = patients.resolve_likely(resource.subject()?, likely)?;
     Some((patient, resource))
 }
 
@@ -826,15 +839,25 @@ mod tests {
         assert!(!strict_readable("Encounter"));
         // A nested reference comes first; the resource is about p1.
         let nested = br#"{"resourceType":"Observation","contained":[{"resourceType":"Observation","subject":{"reference":"Patient/p2"}}],"subject":{"reference":"Patient/p1"},"code":{"text":"x"}}"#;
-        let (p, r) = read_strict(nested, "Observation", &ix).expect("valid");
+        let (p, r) = read_strict(nested, "Observation", &ix, 0).expect("valid");
         assert_eq!((p, r.subject()), (0, Some("Patient/p1")));
+        // The expected patient is only a hint: another one, or one beyond the index, still
+        // gives the patient the line names.
+        for likely in [1, 7] {
+            let (p, _) = read_strict(nested, "Observation", &ix, likely).expect("valid");
+            assert_eq!(p, 0);
+        }
+        assert_eq!(ix.resolve_likely("Patient/p2", 0), Some(1));
+        assert_eq!(ix.resolve_likely("Patient/p2", 1), Some(1));
+        assert_eq!(ix.resolve_likely("Patient/p3", 0), None);
+        assert_eq!(ix.resolve_likely("Group/p1", 0), None);
         // A strict reading of the wrong type, an unknown patient or bad JSON is refused.
         let line = br#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#;
-        assert!(read_strict(line, "Condition", &ix).is_none());
-        assert!(read_strict(line, "Observation", &ix).is_some());
+        assert!(read_strict(line, "Condition", &ix, 0).is_none());
+        assert!(read_strict(line, "Observation", &ix, 0).is_some());
         let unknown = br#"{"resourceType":"Observation","subject":{"reference":"Patient/zz"}}"#;
-        assert!(read_strict(unknown, "Observation", &ix).is_none());
-        assert!(read_strict(&line[..line.len() - 1], "Observation", &ix).is_none());
+        assert!(read_strict(unknown, "Observation", &ix, 0).is_none());
+        assert!(read_strict(&line[..line.len() - 1], "Observation", &ix, 0).is_none());
     }
 
     #[test]
