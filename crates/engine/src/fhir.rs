@@ -63,7 +63,8 @@ struct WReference<'a> {
 impl WReference<'_> {
     /// The reference, as the record keeps it.
     fn kept(this: Option<Self>) -> Option<CompactString> {
-        this.and_then(|r| r.reference).map(|r| CompactString::from(&*r))
+        this.and_then(|r| r.reference)
+            .map(|r| CompactString::from(&*r))
     }
 }
 
@@ -1268,7 +1269,11 @@ impl RecordBuilder {
         );
     }
 
-    fn push_questionnaire_response(&mut self, w: WQuestionnaireResponse<'_>, location: &dyn Display) {
+    fn push_questionnaire_response(
+        &mut self,
+        w: WQuestionnaireResponse<'_>,
+        location: &dyn Display,
+    ) {
         if matches!(w.status.as_deref(), Some("entered-in-error" | "stopped")) {
             return;
         }
