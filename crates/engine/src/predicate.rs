@@ -224,9 +224,9 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
             if run < needed {
                 let def = &f.kb.labs[*lab];
                 return Outcome::unknown(Missing {
-                    key: format!("lab:{}", def.id),
+                    key: ["lab:", def.id.as_str()].concat(),
                     what: def.name.clone(),
-                    order: format!("Repeat {}", def.order),
+                    order: ["Repeat ", def.order.as_str()].concat(),
                     reason: format!(
                         "{} on {} needs confirmation by repeat testing",
                         latest.original, latest.date
@@ -257,9 +257,9 @@ pub fn eval(p: &Pred, f: &Facts<'_>, ctx: DrugContext) -> Outcome {
                 .and_then(|s| results.iter().find(|r| r.date <= s && !r.computed));
             let Some(baseline) = baseline else {
                 return Outcome::unknown(Missing {
-                    key: format!("baseline:{}", def.id),
-                    what: format!("baseline {}", def.name),
-                    order: format!("Record the pre-treatment {}", def.name),
+                    key: ["baseline:", def.id.as_str()].concat(),
+                    what: ["baseline ", def.name.as_str()].concat(),
+                    order: ["Record the pre-treatment ", def.name.as_str()].concat(),
                     reason: "no result on or before the treatment start to compare with".into(),
                 });
             };
@@ -545,7 +545,7 @@ fn missing_lab(f: &Facts<'_>, lab: LabId, results: &[LabResult], days: u32) -> M
         None => "no result in the record".into(),
     };
     Missing {
-        key: format!("lab:{}", def.id),
+        key: ["lab:", def.id.as_str()].concat(),
         what: def.name.clone(),
         order: def.order.clone(),
         reason,
