@@ -2048,6 +2048,35 @@ mod tests {
     }
 
     #[test]
+    fn an_escaped_patient_reference_reads_as_its_plain_text() {
+        let patient = r#"{"resourceType":"Patient","id":"p","birthDate":"1970-01-01"}"#;
+        let obs = |subject: &str| {
+            format!(
+                r#"{{"resourceType":"Observation","id":"o1","code":{{"text":"x"}},"subject":{{"reference":"{subject}"}},"effectiveDateTime":"2026-01-02"}}"#
+            )
+        };
+        let plain = obs("Patient/p");
+        let record_of = |line: &str| {
+            let mut b = RecordBuilder::new();
+            b.add_json(patient, "Patient.ndjson:1", None);
+            b.add_json(line, "Observation.ndjson:1", None);
+            b.finish().map(|r| format!("{r:?}"))
+        };
+        let expected = record_of(&plain).expect("a plain reference reads");
+        for escaped in [r"Patient\/p", r"Patient/\u0070", r"\u0050atient/p"] {
+            let line = obs(escaped);
+            assert_eq!(
+                Strict::parse(&line).and_then(|r| r.subject().map(str::to_string)),
+                Some("Patient/p".to_string()),
+                "{line}"
+            );
+            assert_eq!(record_of(&line).ok(), Some(expected.clone()), "{line}");
+        }
+        // Another patient's reference, escaped or not, is not taken for this one's.
+        assert!(record_of(&obs(r"Patient\/q")).ok() != Some(expected.clone()));
+    }
+
+    #[test]
     fn a_parsed_value_adds_what_its_text_would() {
         let values = [
             r#"{"resourceType":"MedicationRequest","id":"d1","status":"draft","intent":"order","subject":{"reference":"Patient/p"},"authoredOn":"2026-11-27","medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"1357547","display":"tofacitinib \"5\" mg"}],"text":"Xeljanz"},"dosageInstruction":[{"text":"5 mg twice daily"}]}"#,

@@ -327,3 +327,56 @@ fn every_rule_has_a_case_that_fires_it_and_one_that_does_not() {
         missing.join("\n")
     );
 }
+
+/// A data-needed finding says what is missing and what to order in the knowledge's own words
+/// (the lab's name and order), in the same fixed wording every time: checked over every
+/// finding of every case, for each kind of missing lab the cases produce.
+#[test]
+fn data_needed_findings_name_the_lab_and_the_order_in_the_knowledges_words() {
+    let kb = kb();
+    let mut seen = BTreeSet::new();
+    for (path, case) in load_cases() {
+        let report = run_case(&case);
+        for f in report.assessments.iter().flat_map(|a| &a.findings) {
+            let Some(key) = f.rule.strip_prefix("data-needed.") else {
+                continue;
+            };
+            let (kind, id) = match key.split_once('.') {
+                Some(("lab", id)) => ("lab", id),
+                Some(("baseline", id)) => ("baseline", id),
+                _ => continue,
+            };
+            let Some(lab) = kb.labs.iter().find(|l| l.id == id) else {
+                panic!(
+                    "{}: {} names no lab of the knowledge",
+                    path.display(),
+                    f.rule
+                );
+            };
+            let (what, orders) = match kind {
+                "lab" => (
+                    lab.name.clone(),
+                    vec![lab.order.clone(), format!("Repeat {}", lab.order)],
+                ),
+                _ => (
+                    format!("baseline {}", lab.name),
+                    vec![format!("Record the pre-treatment {}", lab.name)],
+                ),
+            };
+            let place = format!("{}: {}", path.display(), f.rule);
+            assert_eq!(f.title, format!("Data needed: {what}"), "{place}");
+            assert!(
+                f.summary.starts_with(&format!("{what}: ")),
+                "{place}: {}",
+                f.summary
+            );
+            assert!(f.summary.len() > what.len() + 2, "{place}: no reason given");
+            assert!(orders.contains(&f.action), "{place}: {}", f.action);
+            seen.insert((kind, f.action.starts_with("Repeat ")));
+        }
+    }
+    // Every kind the engine writes occurs, so none of the checks above is vacuous.
+    assert!(seen.contains(&("lab", false)), "{seen:?}");
+    assert!(seen.contains(&("baseline", false)), "{seen:?}");
+    assert!(seen.contains(&("lab", true)), "{seen:?}");
+}
