@@ -154,8 +154,7 @@ impl Kept {
         }
         let mut next = starts.clone();
         let total = parts.iter().map(Vec::len).sum();
-        let mut spans = Vec::with_capacity(total);
-        spans.resize(total, Span::checked(0, 0, 0));
+        let mut spans = vec![Span::checked(0, 0, 0); total];
         for (p, span) in parts.into_iter().flatten() {
             let slot = &mut next[p as usize];
             spans[*slot as usize] = span;

@@ -337,7 +337,8 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
 
     // Pass 3: every file checked; where the cohort's lines are, noted.
     let mut sources = kept::Sources::default();
-    let mut pairs: Vec<Vec<(u32, kept::Span)>> = vec![];
+    // Each chunk's kept lines as the chunk gave them (`Kept::group` takes them so).
+    let mut kept_parts: Vec<Vec<(u32, kept::Span)>> = vec![];
     let mut resources = 0u64;
     let bad_path = settings.out_dir.join("screen-bad-lines.txt");
     let mut bad = BadLines::create(&bad_path)?;
@@ -379,7 +380,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
                 for (_, span) in &mut part_kept {
                     *span = span.in_source(source);
                 }
-                pairs.push(part_kept);
+                kept_parts.push(part_kept);
                 Ok(())
             },
         )?;
@@ -389,7 +390,7 @@ pub fn run(kb: &Knowledge, settings: &Settings) -> anyhow::Result<Outcome> {
         }
     }
     bar.finish_and_clear();
-    let kept = kept::Kept::group(patients.len(), pairs);
+    let kept = kept::Kept::group(patients.len(), kept_parts);
 
     split(2);
 
