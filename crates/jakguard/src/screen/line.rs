@@ -211,7 +211,29 @@ impl<'de> Visitor<'de> for Shape {
     }
 }
 
-struct HeadVisitor;
+/// Reads the head of a line of `file_type` resources. Only the members that type uses are
+/// read (`resourceType`, and as the type needs them `id`, its patient member and
+/// `medicationReference`); the others are checked for syntax like any other member, whatever
+/// their shape and however often they are given.
+struct HeadVisitor {
+    /// Per slot (resourceType, id, subject, patient, medicationReference): read or not.
+    read: [bool; 5],
+}
+
+impl HeadVisitor {
+    fn for_type(file_type: &str) -> HeadVisitor {
+        let field = patient_field(file_type);
+        HeadVisitor {
+            read: [
+                true,
+                matches!(file_type, "Patient" | "Medication"),
+                matches!(field, Some(PatientField::Subject)),
+                matches!(field, Some(PatientField::Patient)),
+                file_type.starts_with("Medication"),
+            ],
+        }
+    }
+}
 
 impl<'de> Visitor<'de> for HeadVisitor {
     type Value = Head<'de>;
@@ -220,7 +242,7 @@ impl<'de> Visitor<'de> for HeadVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut head = Head::default();
-        // Each head member once: a member given twice is a bad line.
+        // Each member read once: one given twice is a bad line.
         let mut seen = [false; 5];
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let slot = match key {
@@ -229,11 +251,12 @@ impl<'de> Visitor<'de> for HeadVisitor {
                 Key::Subject => 2,
                 Key::Patient => 3,
                 Key::MedicationReference => 4,
-                Key::Reference | Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
+                Key::Reference | Key::Other => 5,
             };
+            if !self.read.get(slot).copied().unwrap_or(false) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
             if std::mem::replace(&mut seen[slot], true) {
                 return Err(serde::de::Error::custom("a member given twice"));
             }
@@ -404,7 +427,7 @@ pub fn read<'a>(
     };
     let mut de = serde_json::Deserializer::from_str(json);
     let head: Head<'a> = match de
-        .deserialize_map(HeadVisitor)
+        .deserialize_map(HeadVisitor::for_type(file_type))
         .and_then(|h| de.end().map(|()| h))
     {
         Ok(h) => h,
@@ -481,12 +504,26 @@ pub fn strict_readable(file_type: &str) -> bool {
 /// unescaped quote, so the text `"subject"` occurs once only if there is one such member,
 /// and the line's own patient reference would be that member. Whether the line is valid is
 /// for the engine's strict reading to say when the line is read in full (a line it refuses
-/// is a bad line then).
+/// is a bad line then), or for `confirms`.
 pub struct QuickSubject {
     /// `"subject":{"reference":"`
     member: &'static [u8],
     /// `"subject"`
     key: memchr::memmem::Finder<'static>,
+    /// `{"resourceType":"Observation"`: how an exporter's line of the file's type begins.
+    start: Box<[u8]>,
+    /// `"resourceType"`
+    resource_type: memchr::memmem::Finder<'static>,
+}
+
+/// Where `QuickSubject::find` found a line's patient reference.
+pub struct Subject<'a> {
+    /// The reference, as written (it holds no escape).
+    pub reference: &'a str,
+    /// The member's first byte (the key's opening quote).
+    at: usize,
+    /// The byte after the reference's closing quote.
+    end: usize,
 }
 
 impl QuickSubject {
@@ -502,25 +539,80 @@ impl QuickSubject {
         Some(QuickSubject {
             member,
             key: memchr::memmem::Finder::new(key),
+            start: format!("{{\"resourceType\":\"{file_type}\"")
+                .into_bytes()
+                .into(),
+            resource_type: memchr::memmem::Finder::new(b"\"resourceType\""),
         })
     }
 
-    pub fn patient(&self, line: &[u8], who: &mut Resolver<'_>) -> Option<u32> {
+    /// The line's patient reference, when its bytes leave no doubt which it is.
+    pub fn find<'a>(&self, line: &'a [u8]) -> Option<Subject<'a>> {
         // The first occurrence of the key is the member, and there is no other.
-        let found = self.key.find(line)?;
-        if !line[found..].starts_with(self.member) {
+        let at = self.key.find(line)?;
+        if !line[at..].starts_with(self.member) {
             return None;
         }
-        let after = found + self.key.needle().len();
-        if self.key.find(&line[after..]).is_some() {
+        if self
+            .key
+            .find(&line[at + self.key.needle().len()..])
+            .is_some()
+        {
             return None;
         }
-        let rest = &line[found + self.member.len()..];
-        let end = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[end] != b'"' {
+        let from = at + self.member.len();
+        let len = memchr::memchr2(b'"', b'\\', &line[from..])?;
+        if line[from + len] != b'"' {
             return None;
         }
-        who.resolve(std::str::from_utf8(&rest[..end]).ok()?)
+        Some(Subject {
+            reference: std::str::from_utf8(&line[from..from + len]).ok()?,
+            at,
+            end: from + len + 1,
+        })
+    }
+
+    /// Whether the line is, beyond doubt, a valid resource of the file's type about the
+    /// patient `subject` names: then `read` would say so too (`Line::About`, that patient),
+    /// and the line need not be read member by member. This costs about two thirds of
+    /// `read` on the export's observations: serde_json's plain syntax check (`IgnoredAny`)
+    /// runs in one loop, while `read` goes through every top-level member. `false` only
+    /// means that `read` must decide.
+    ///
+    /// The line must be written as exporters write it: the type first (`{"resourceType":`)
+    /// and nowhere else, no escape anywhere (so no member is given twice under two
+    /// spellings), the patient member exactly `"subject":{"reference":"…"}` after another
+    /// member. It is valid JSON with that member at the top level exactly when the members
+    /// before it make a valid object (`{…}`, closed where the member begins) and so do the
+    /// members after it: a member nested deeper would leave the first object unclosed.
+    pub fn confirms(&self, line: &[u8], subject: &Subject<'_>, scratch: &mut Vec<u8>) -> bool {
+        let Subject { at, end, .. } = *subject;
+        if at == 0 || line[at - 1] != b',' || line.get(end) != Some(&b'}') {
+            return false;
+        }
+        if !line.starts_with(&self.start)
+            || self.resource_type.find(&line[self.start.len()..]).is_some()
+            || memchr::memchr(b'\\', line).is_some()
+            || utf8(line).is_err()
+        {
+            return false;
+        }
+        let after = match &line[end + 1..] {
+            rest @ [b',', b'"', ..] => &rest[1..],
+            rest @ [b'}', ..] => rest,
+            _ => return false,
+        };
+        let object = |scratch: &Vec<u8>| serde_json::from_slice::<IgnoredAny>(scratch).is_ok();
+        scratch.clear();
+        scratch.extend_from_slice(&line[..at - 1]);
+        scratch.push(b'}');
+        if !object(scratch) {
+            return false;
+        }
+        scratch.clear();
+        scratch.push(b'{');
+        scratch.extend_from_slice(after);
+        object(scratch)
     }
 }
 
@@ -679,6 +771,22 @@ mod tests {
                 "Immunization",
                 "about 0 med None",
             ),
+            // A member the type does not use may also be given twice; one it reads may not.
+            (
+                r#"{"resourceType":"Observation","id":"a","id":"b","patient":1,"patient":{},"subject":{"reference":"Patient/p1"}}"#,
+                "Observation",
+                "about 0 med None",
+            ),
+            (
+                r#"{"resourceType":"Patient","id":"p1","id":"p2"}"#,
+                "Patient",
+                twice,
+            ),
+            (
+                r#"{"resourceType":"MedicationRequest","subject":{"reference":"Patient/p1"},"medicationReference":{"reference":"Medication/m1"},"medicationReference":null}"#,
+                "MedicationRequest",
+                twice,
+            ),
             // Head members given twice, or of the wrong type.
             (
                 r#"{"resourceType":"Observation","resourceType":"Observation"}"#,
@@ -783,7 +891,8 @@ mod tests {
         assert!(QuickSubject::for_type("MedicationRequest").is_none());
         assert!(QuickSubject::for_type("Patient").is_none());
         let imm = QuickSubject::for_type("Immunization").expect("immunizations name a patient");
-        let mut guess = |q: &QuickSubject, line: &str| q.patient(line.as_bytes(), &mut who);
+        let mut guess =
+            |q: &QuickSubject, line: &str| who.resolve(q.find(line.as_bytes())?.reference);
         assert_eq!(
             guess(
                 &quick,
@@ -824,6 +933,127 @@ mod tests {
                 r#"{"note":"the \"subject\" is","subject":{"reference":"Patient/p1"}}"#
             ),
             Some(0)
+        );
+    }
+
+    /// What `read` says of a line of observations, in short.
+    fn read_says(ix: &PatientIndex, line: &[u8]) -> String {
+        match read(line, "Observation", Some(&mut Resolver::new(ix))) {
+            Line::About { patient, .. } => format!("about {patient}"),
+            Line::Bad(r) => format!("bad: {r}"),
+            _ => "other".into(),
+        }
+    }
+
+    /// `confirms` for a line of observations, with the patient `find` saw.
+    fn confirmed(ix: &PatientIndex, line: &[u8]) -> Option<u32> {
+        let quick = QuickSubject::for_type("Observation")?;
+        let subject = quick.find(line)?;
+        let p = ix.resolve(subject.reference)?;
+        quick.confirms(line, &subject, &mut vec![]).then_some(p)
+    }
+
+    #[test]
+    fn a_line_confirmed_from_its_bytes_is_one_the_member_by_member_reading_accepts() {
+        let mut ix = PatientIndex::default();
+        ix.insert("p1");
+        ix.insert("p2");
+        let usual = r#"{"resourceType":"Observation","id":"o1","code":{"coding":[{"system":"http://loinc.org","code":"751-8"}]},"subject":{"reference":"Patient/p2"},"valueQuantity":{"value":3.9,"unit":"10*3/uL"}}"#;
+        let confirmed_lines = [
+            usual,
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#,
+            r#"{"resourceType":"Observation","id":"o","subject":{"reference":"urn:uuid:p1"},"status":"final"}  "#,
+        ];
+        for line in confirmed_lines {
+            let p = confirmed(&ix, line.as_bytes());
+            assert!(p.is_some(), "not confirmed: {line}");
+            assert_eq!(
+                read_says(&ix, line.as_bytes()),
+                format!("about {}", p.unwrap_or(9))
+            );
+        }
+        // Left to `read`: whatever it says, `confirms` must not have said it first.
+        let refused = [
+            // The only subject nested in another member, or in a contained resource.
+            r#"{"resourceType":"Observation","extension":[{"subject":{"reference":"Patient/p1"}}]}"#,
+            r#"{"resourceType":"Observation","note":{"x":1,"subject":{"reference":"Patient/p1"}}}"#,
+            r#"{"resourceType":"Observation","contained":[{"resourceType":"Observation","id":"c","subject":{"reference":"Patient/p1"}}]}"#,
+            // Bad JSON before or after the member, or a comma too many.
+            r#"{"resourceType":"Observation","id":"o" "x","subject":{"reference":"Patient/p1"}}"#,
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"x":}"#,
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"},}"#,
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}} x"#,
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}"#,
+            // Another type, the type twice (even spelt with an escape), a member given twice
+            // under two spellings.
+            r#"{"resourceType":"Condition","subject":{"reference":"Patient/p1"}}"#,
+            r#"{"resourceType":"ObservationX","subject":{"reference":"Patient/p1"}}"#,
+            r#"{"resourceType":"Observation","resourceType":"Condition","subject":{"reference":"Patient/p1"}}"#,
+            r#"{"resourceType":"Observation","resource\u0054ype":"Condition","subject":{"reference":"Patient/p1"}}"#,
+            r#"{"resourceType":"Observation","subj\u0065ct":null,"subject":{"reference":"Patient/p1"}}"#,
+            // A subject with more in it, or written otherwise.
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1","reference":"Patient/p2"}}"#,
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1","display":"x"}}"#,
+            r#"{"resourceType":"Observation", "subject":{"reference":"Patient/p1"}}"#,
+            r#"{ "resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#,
+        ];
+        for line in refused {
+            assert_eq!(confirmed(&ix, line.as_bytes()), None, "{line}");
+        }
+        // Not UTF-8.
+        let mut bytes = usual.as_bytes().to_vec();
+        bytes[40] = 0xff;
+        assert_eq!(confirmed(&ix, &bytes), None);
+        assert!(read_says(&ix, &bytes).starts_with("bad"));
+        // The nested subjects above are bad lines for `read`: no subject of its own.
+        assert!(read_says(&ix, refused[0].as_bytes()).contains("without `subject.reference`"));
+        assert!(read_says(&ix, refused[2].as_bytes()).contains("without `subject.reference`"));
+    }
+
+    #[test]
+    fn lines_changed_at_random_are_confirmed_only_when_read_accepts_them() {
+        use rand::{Rng, SeedableRng};
+        let mut ix = PatientIndex::default();
+        ix.insert("p1");
+        ix.insert("p2");
+        let lines = [
+            r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"751-8"}]},"subject":{"reference":"Patient/p2"},"effectiveDateTime":"2026-01-02","valueQuantity":{"value":3.9,"unit":"10*3/uL"}}"#,
+            r#"{"resourceType":"Observation","code":{"text":"x"},"subject":{"reference":"Patient/p1"}}"#,
+        ];
+        // Bytes that matter to JSON, and some that do not.
+        let alphabet = b"{}[]\",:\\ \t0aeu\x80";
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let (mut confirmed_changed, mut refused) = (0, 0);
+        for _ in 0..40_000 {
+            let mut line = lines[rng.random_range(0..lines.len())].as_bytes().to_vec();
+            for _ in 0..rng.random_range(1..=3) {
+                let at = rng.random_range(0..line.len());
+                let byte = alphabet[rng.random_range(0..alphabet.len())];
+                match rng.random_range(0..3) {
+                    0 => line[at] = byte,
+                    1 => line.insert(at, byte),
+                    _ => {
+                        line.remove(at);
+                    }
+                }
+            }
+            match confirmed(&ix, &line) {
+                Some(p) => {
+                    confirmed_changed += 1;
+                    assert_eq!(
+                        read_says(&ix, &line),
+                        format!("about {p}"),
+                        "{}",
+                        String::from_utf8_lossy(&line)
+                    );
+                }
+                None => refused += 1,
+            }
+        }
+        // Both answers were given often: the changes hit the line everywhere.
+        assert!(
+            confirmed_changed > 1_000 && refused > 10_000,
+            "{confirmed_changed} {refused}"
         );
     }
 

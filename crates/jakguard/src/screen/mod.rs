@@ -607,26 +607,34 @@ fn read_chunk(
     };
     let mut who = line::Resolver::new(patients);
     let quick = line::QuickSubject::for_type(ty);
+    let mut scratch = vec![];
     for (n, at, bytes) in chunk.lines_at() {
-        // A line whose bytes say it is about a cohort patient is checked when it is read in
-        // full in the last pass, not parsed twice; every other line is checked here.
         if let Some(quick) = &quick
-            && let Some(p) = quick.patient(bytes, &mut who)
-            && in_cohort[p as usize]
-            && bytes.len() < kept::MAX_LINE
+            && let Some(subject) = quick.find(bytes)
+            && let Some(p) = who.resolve(subject.reference)
         {
-            let len = bytes.len() as u32;
-            let span = if copy {
-                let start = part.text.len() as u64;
-                part.text.extend_from_slice(bytes);
-                part.text.push(b'\n');
-                kept::Span::unchecked(len, start, n)
-            } else {
-                kept::Span::unchecked(len, at, n)
-            };
-            part.kept.push((p, span));
-            continue;
+            // A line whose bytes say it is about a cohort patient is checked when it is
+            // read in full in the last pass, not parsed twice.
+            if in_cohort[p as usize] && bytes.len() < kept::MAX_LINE {
+                let len = bytes.len() as u32;
+                let span = if copy {
+                    let start = part.text.len() as u64;
+                    part.text.extend_from_slice(bytes);
+                    part.text.push(b'\n');
+                    kept::Span::unchecked(len, start, n)
+                } else {
+                    kept::Span::unchecked(len, at, n)
+                };
+                part.kept.push((p, span));
+                continue;
+            }
+            // Another patient's line, written as exporters write them: checked whole.
+            if !in_cohort[p as usize] && quick.confirms(bytes, &subject, &mut scratch) {
+                part.resources += 1;
+                continue;
+            }
         }
+        // Every other line is read member by member.
         let keep = match line::read(bytes, ty, Some(&mut who)) {
             Line::Blank => continue,
             Line::Bad(reason) => {
