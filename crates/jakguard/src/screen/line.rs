@@ -6,8 +6,8 @@
 //! reason that names no value from the line: the reasons end up in logs.
 
 use super::export;
-use serde::Deserializer;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
@@ -602,17 +602,18 @@ impl QuickSubject {
             rest @ [b'}', ..] => rest,
             _ => return false,
         };
-        let object = |scratch: &Vec<u8>| serde_json::from_slice::<IgnoredAny>(scratch).is_ok();
+        // Both objects, a space between them, read by one deserializer (whose stack for
+        // nested members is then allocated once, not twice): two values and nothing more
+        // means each part is one object, since a space between two values inside an array
+        // or an object would be bad JSON.
         scratch.clear();
         scratch.extend_from_slice(&line[..at - 1]);
-        scratch.push(b'}');
-        if !object(scratch) {
-            return false;
-        }
-        scratch.clear();
-        scratch.push(b'{');
+        scratch.extend_from_slice(b"} {");
         scratch.extend_from_slice(after);
-        object(scratch)
+        let mut de = serde_json::Deserializer::from_slice(scratch);
+        IgnoredAny::deserialize(&mut de).is_ok()
+            && IgnoredAny::deserialize(&mut de).is_ok()
+            && de.end().is_ok()
     }
 }
 
