@@ -1,7 +1,8 @@
 //! One NDJSON line: is it a usable resource, what type, and which patient is it about.
 //!
-//! Only the head of a resource is read here (`resourceType`, `id`, the patient reference and
-//! a medication reference); the rest is checked for JSON syntax and skipped. Resources kept
+//! Only the head of a resource is read here (`resourceType`, and as the type needs them its
+//! `id`, patient reference and medication reference); the rest is checked for JSON syntax
+//! and skipped. Resources kept
 //! for a patient are read in full later by the engine's `RecordBuilder`. A bad line gets a
 //! reason that names no value from the line: the reasons end up in logs.
 
@@ -229,7 +230,7 @@ impl HeadVisitor {
                 matches!(file_type, "Patient" | "Medication"),
                 matches!(field, Some(PatientField::Subject)),
                 matches!(field, Some(PatientField::Patient)),
-                file_type.starts_with("Medication"),
+                file_type.starts_with("Medication") && file_type != "Medication",
             ],
         }
     }
@@ -518,7 +519,9 @@ pub struct QuickSubject {
 
 /// Where `QuickSubject::find` found a line's patient reference.
 pub struct Subject<'a> {
-    /// The reference, as written (it holds no escape).
+    /// The reference, as written: it holds no escape, but `find` does not check it as JSON
+    /// (a raw control character, which no JSON string may hold, is for the full reading or
+    /// `confirms` to refuse).
     pub reference: &'a str,
     /// The member's first byte (the key's opening quote).
     at: usize,
@@ -582,9 +585,13 @@ impl QuickSubject {
     /// The line must be written as exporters write it: the type first (`{"resourceType":`)
     /// and nowhere else, no escape anywhere (so no member is given twice under two
     /// spellings), the patient member exactly `"subject":{"reference":"…"}` after another
-    /// member. It is valid JSON with that member at the top level exactly when the members
-    /// before it make a valid object (`{…}`, closed where the member begins) and so do the
-    /// members after it: a member nested deeper would leave the first object unclosed.
+    /// member, its reference free of control characters (so the member is valid JSON as it
+    /// stands). Then two objects are checked: the members before the patient member, closed
+    /// there (`{…}`), and the members after it (`{…}`), with a newline between them. The
+    /// line is valid JSON with that member at the top level exactly when the two are: a
+    /// member nested deeper would leave the first object closing an inner one, and a raw
+    /// newline, which no JSON string may hold, keeps a string from reaching across from one
+    /// to the other.
     pub fn confirms(&self, line: &[u8], subject: &Subject<'_>, scratch: &mut Vec<u8>) -> bool {
         let Subject { at, end, .. } = *subject;
         if at == 0 || line[at - 1] != b',' || line.get(end) != Some(&b'}') {
@@ -597,18 +604,23 @@ impl QuickSubject {
         {
             return false;
         }
+        // The member itself is valid JSON: its bytes are fixed but for the reference, which
+        // holds no quote or backslash (`find`) and is UTF-8 (above); no control character
+        // either, then.
+        if subject.reference.bytes().any(|b| b < 0x20) {
+            return false;
+        }
+        // The members after it: `,"…` (not a comma too many) or the end of the object.
         let after = match &line[end + 1..] {
             rest @ [b',', b'"', ..] => &rest[1..],
             rest @ [b'}', ..] => rest,
             _ => return false,
         };
-        // Both objects, a space between them, read by one deserializer (whose stack for
-        // nested members is then allocated once, not twice): two values and nothing more
-        // means each part is one object, since a space between two values inside an array
-        // or an object would be bad JSON.
+        // One deserializer reads both objects (its stack for nested members is allocated
+        // once): two values and nothing more.
         scratch.clear();
         scratch.extend_from_slice(&line[..at - 1]);
-        scratch.extend_from_slice(b"} {");
+        scratch.extend_from_slice(b"}\n{");
         scratch.extend_from_slice(after);
         let mut de = serde_json::Deserializer::from_slice(scratch);
         IgnoredAny::deserialize(&mut de).is_ok()
@@ -997,9 +1009,22 @@ mod tests {
             r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1","display":"x"}}"#,
             r#"{"resourceType":"Observation", "subject":{"reference":"Patient/p1"}}"#,
             r#"{ "resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#,
+            // Bad lines whose two halves could each be read as JSON values if the parts were
+            // joined by a space (a string reaching across it), found by a review.
+            r#"{"resourceType":"Observation"} ","subject":{"reference":"Patient/p1"},""#,
+            r#"{"resourceType":"Observation","a":","subject":{"reference":"Patient/p1"},"} 0"#,
+            r#"{"resourceType":"Observation","a":","subject":{"reference":"Patient/p1"},"} {}"#,
         ];
         for line in refused {
             assert_eq!(confirmed(&ix, line.as_bytes()), None, "{line}");
+        }
+        // A control character in the reference (which `find` does not look at as JSON).
+        for bad in [
+            "{\"resourceType\":\"Observation\",\"id\":\"o\",\"subject\":{\"reference\":\"https://ex\tample/Patient/p1\"}}",
+            "{\"resourceType\":\"Observation\",\"subject\":{\"reference\":\"\u{1}/Patient/p2\"}}",
+        ] {
+            assert_eq!(confirmed(&ix, bad.as_bytes()), None, "{bad:?}");
+            assert!(read_says(&ix, bad.as_bytes()).starts_with("bad"), "{bad:?}");
         }
         // Not UTF-8.
         let mut bytes = usual.as_bytes().to_vec();
@@ -1020,9 +1045,11 @@ mod tests {
         let lines = [
             r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"751-8"}]},"subject":{"reference":"Patient/p2"},"effectiveDateTime":"2026-01-02","valueQuantity":{"value":3.9,"unit":"10*3/uL"}}"#,
             r#"{"resourceType":"Observation","code":{"text":"x"},"subject":{"reference":"Patient/p1"}}"#,
+            // A reference that still names p1 when a byte of its start changes.
+            r#"{"resourceType":"Observation","subject":{"reference":"https://example.org/fhir/Patient/p1"},"status":"final"}"#,
         ];
         // Bytes that matter to JSON, and some that do not.
-        let alphabet = b"{}[]\",:\\ \t0aeu\x80";
+        let alphabet = b"{}[]\",:\\ \t\n\x010aeu\x80";
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let (mut confirmed_changed, mut refused) = (0, 0);
         for _ in 0..40_000 {
