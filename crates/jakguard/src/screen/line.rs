@@ -2,9 +2,9 @@
 //!
 //! Only the head of a resource is read here (`resourceType`, and as the type needs them its
 //! `id`, patient reference and medication reference); the rest is checked for JSON syntax
-//! and skipped. Resources kept
-//! for a patient are read in full later by the engine's `RecordBuilder`. A bad line gets a
-//! reason that names no value from the line: the reasons end up in logs.
+//! and skipped. Resources kept for a patient are read in full later by the engine's
+//! `RecordBuilder`. A bad line gets a reason that names no value from the line: the reasons
+//! end up in logs.
 
 use super::export;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -584,8 +584,8 @@ impl QuickSubject {
     ///
     /// The line must be written as exporters write it: the type first (`{"resourceType":`)
     /// and nowhere else, no escape anywhere (so no member is given twice under two
-    /// spellings), the patient member exactly `"subject":{"reference":"…"}` after another
-    /// member, its reference free of control characters (so the member is valid JSON as it
+    /// spellings), the patient member exactly `"subject":{"reference":"…"}` (or
+    /// `"patient":…`, as the type names it) after another member, its reference free of control characters (so the member is valid JSON as it
     /// stands). Then two objects are checked: the members before the patient member, closed
     /// there (`{…}`), and the members after it (`{…}`), with a newline between them. The
     /// line is valid JSON with that member at the top level exactly when the two are: a
