@@ -1,8 +1,8 @@
 //! One NDJSON line: is it a usable resource, what type, and which patient is it about.
 //!
-//! Only the head of a resource is read here (`resourceType`, and as the type needs them its
-//! `id`, patient reference and medication reference); the rest is checked for JSON syntax
-//! and skipped. Resources kept for a patient are read in full later by the engine's
+//! Only the head of a resource is read here (`resourceType`, `id`, and as the type needs
+//! them its patient reference and medication reference); the rest is checked for JSON
+//! syntax and skipped. Resources kept for a patient are read in full later by the engine's
 //! `RecordBuilder`. A bad line gets a reason that names no value from the line: the reasons
 //! end up in logs.
 
@@ -212,10 +212,10 @@ impl<'de> Visitor<'de> for Shape {
     }
 }
 
-/// Reads the head of a line of `file_type` resources. Only the members that type uses are
-/// read (`resourceType`, and as the type needs them `id`, its patient member and
-/// `medicationReference`); the others are checked for syntax like any other member, whatever
-/// their shape and however often they are given.
+/// Reads the head of a line of `file_type` resources: `resourceType` and `id`, which every
+/// resource has, and the patient member and `medicationReference` where the type uses them.
+/// A member that type does not use is checked for syntax like any other, whatever its shape
+/// and however often it is given.
 struct HeadVisitor {
     /// Per slot (resourceType, id, subject, patient, medicationReference): read or not.
     read: [bool; 5],
@@ -227,7 +227,7 @@ impl HeadVisitor {
         HeadVisitor {
             read: [
                 true,
-                matches!(file_type, "Patient" | "Medication"),
+                true,
                 matches!(field, Some(PatientField::Subject)),
                 matches!(field, Some(PatientField::Patient)),
                 file_type.starts_with("Medication") && file_type != "Medication",
@@ -515,6 +515,8 @@ pub struct QuickSubject {
     start: Box<[u8]>,
     /// `"resourceType"`
     resource_type: memchr::memmem::Finder<'static>,
+    /// `"id"`
+    id: memchr::memmem::Finder<'static>,
 }
 
 /// Where `QuickSubject::find` found a line's patient reference.
@@ -546,6 +548,7 @@ impl QuickSubject {
                 .into_bytes()
                 .into(),
             resource_type: memchr::memmem::Finder::new(b"\"resourceType\""),
+            id: memchr::memmem::Finder::new(b"\"id\""),
         })
     }
 
@@ -584,7 +587,8 @@ impl QuickSubject {
     ///
     /// The line must be written as exporters write it: the type first (`{"resourceType":`)
     /// and nowhere else, no escape anywhere (so no member is given twice under two
-    /// spellings), the patient member exactly `"subject":{"reference":"…"}` (or
+    /// spellings), `"id"` at most once and then as a member holding a string (wherever it
+    /// is, the resource's own `id` is then a string given once, or absent), the patient member exactly `"subject":{"reference":"…"}` (or
     /// `"patient":…`, as the type names it) after another member, its reference free of control characters (so the member is valid JSON as it
     /// stands). Then two objects are checked: the members before the patient member, closed
     /// there (`{…}`), and the members after it (`{…}`), with a newline between them. The
@@ -603,6 +607,13 @@ impl QuickSubject {
             || utf8(line).is_err()
         {
             return false;
+        }
+        // An `id` given twice, or not as a string, is for `read` to refuse.
+        if let Some(i) = self.id.find(line) {
+            let rest = &line[i + self.id.needle().len()..];
+            if !rest.starts_with(b":\"") || self.id.find(rest).is_some() {
+                return false;
+            }
         }
         // The member itself is valid JSON: its bytes are fixed but for the reference, which
         // holds no quote or backslash (`find`) and is UTF-8 (above); no control character
@@ -786,9 +797,19 @@ mod tests {
             ),
             // A member the type does not use may also be given twice; one it reads may not.
             (
-                r#"{"resourceType":"Observation","id":"a","id":"b","patient":1,"patient":{},"subject":{"reference":"Patient/p1"}}"#,
+                r#"{"resourceType":"Observation","patient":1,"patient":{},"medicationReference":2,"medicationReference":3,"subject":{"reference":"Patient/p1"}}"#,
                 "Observation",
                 "about 0 med None",
+            ),
+            (
+                r#"{"resourceType":"Observation","id":"a","id":"b","subject":{"reference":"Patient/p1"}}"#,
+                "Observation",
+                twice,
+            ),
+            (
+                r#"{"resourceType":"Observation","id":["a"],"subject":{"reference":"Patient/p1"}}"#,
+                "Observation",
+                twice,
             ),
             (
                 r#"{"resourceType":"Patient","id":"p1","id":"p2"}"#,
@@ -1009,6 +1030,11 @@ mod tests {
             r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1","display":"x"}}"#,
             r#"{"resourceType":"Observation", "subject":{"reference":"Patient/p1"}}"#,
             r#"{ "resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#,
+            // An id given twice, or not a string.
+            r#"{"resourceType":"Observation","id":"a","id":"b","subject":{"reference":"Patient/p1"}}"#,
+            r#"{"resourceType":"Observation","id":"a","subject":{"reference":"Patient/p1"},"id":"b"}"#,
+            r#"{"resourceType":"Observation","id":["a"],"subject":{"reference":"Patient/p1"}}"#,
+            r#"{"resourceType":"Observation","id":7,"subject":{"reference":"Patient/p1"}}"#,
             // Bad lines whose two halves could each be read as JSON values if the parts were
             // joined by a space (a string reaching across it), found by a review.
             r#"{"resourceType":"Observation"} ","subject":{"reference":"Patient/p1"},""#,
