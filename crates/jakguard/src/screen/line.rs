@@ -247,17 +247,17 @@ impl<'de> Visitor<'de> for HeadVisitor {
         let mut seen = [false; 5];
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let slot = match key {
-                Key::ResourceType => 0,
-                Key::Id => 1,
-                Key::Subject => 2,
-                Key::Patient => 3,
-                Key::MedicationReference => 4,
-                Key::Reference | Key::Other => 5,
+                Key::ResourceType => Some(0),
+                Key::Id => Some(1),
+                Key::Subject => Some(2),
+                Key::Patient => Some(3),
+                Key::MedicationReference => Some(4),
+                Key::Reference | Key::Other => None,
             };
-            if !self.read.get(slot).copied().unwrap_or(false) {
+            let Some(slot) = slot.filter(|&s| self.read[s]) else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
-            }
+            };
             if std::mem::replace(&mut seen[slot], true) {
                 return Err(serde::de::Error::custom("a member given twice"));
             }
@@ -588,9 +588,10 @@ impl QuickSubject {
     /// The line must be written as exporters write it: the type first (`{"resourceType":`)
     /// and nowhere else, no escape anywhere (so no member is given twice under two
     /// spellings), `"id"` at most once and then as a member holding a string (wherever it
-    /// is, the resource's own `id` is then a string given once, or absent), the patient member exactly `"subject":{"reference":"…"}` (or
-    /// `"patient":…`, as the type names it) after another member, its reference free of control characters (so the member is valid JSON as it
-    /// stands). Then two objects are checked: the members before the patient member, closed
+    /// is, the resource's own `id` is then a string given once, or absent), the patient
+    /// member exactly `"subject":{"reference":"…"}` (or `"patient":…`, as the type names
+    /// it) after another member, its reference free of control characters (so the member is
+    /// valid JSON as it stands). Then two objects are checked: the members before the patient member, closed
     /// there (`{…}`), and the members after it (`{…}`), with a newline between them. The
     /// line is valid JSON with that member at the top level exactly when the two are: a
     /// member nested deeper would leave the first object closing an inner one, and a raw
